@@ -1,0 +1,51 @@
+/* supamanager: backups and restores for self-hosted Supabase projects. */
+#include "cli/commands.h"
+#include "cli/output.h"
+
+#include "core/log.h"
+
+#include <stdio.h>
+#include <string.h>
+
+#ifndef SM_VERSION
+#define SM_VERSION "0.1.0"
+#endif
+
+static void help(void)
+{
+    fputs("usage: supamanager <command> [options]\n"
+          "\n"
+          "  repo     the deduplicating, encrypted repository (init, backup, restore, ls,\n"
+          "           verify, prune, stats, unlock, key); `supamanager repo help`\n"
+          "  demo     run the main job on embedded defaults: create a repository, back up a\n"
+          "           generated sample tree, verify, restore, compare, print a summary\n"
+          "  version  print the version\n"
+          "\n"
+          "Environment: ENCRYPTION_SECRET (the repository secret), SUPAMANAGER_REPO,\n"
+          "SUPAMANAGER_LOG=debug|info|warn|error.\n",
+          stdout);
+}
+
+int main(int argc, char **argv)
+{
+    const char *cmd;
+
+    if (argc < 2) {
+        help();
+        return 2;
+    }
+    cmd = argv[1];
+    if (!strcmp(cmd, "help") || !strcmp(cmd, "--help") || !strcmp(cmd, "-h")) {
+        help();
+        return 0;
+    }
+    if (!strcmp(cmd, "version") || !strcmp(cmd, "--version")) {
+        printf("supamanager %s\n", SM_VERSION);
+        return 0;
+    }
+    if (!strcmp(cmd, "repo"))
+        return cmd_repo(argc - 1, argv + 1);
+    if (!strcmp(cmd, "demo"))
+        return cmd_demo(argc - 1, argv + 1);
+    return cli_usage("unknown command '%s'", cmd);
+}

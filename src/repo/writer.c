@@ -1,0 +1,1240 @@
+/* The backup pipeline.
+ *
+ * The calling thread (the producer) reads, chunks and hashes the plaintext
+ * (per-stream and per-file SHA-256) and hands chunks to worker threads
+ * through a bounded ring. Workers compute the chunk id (HMAC), skip chunks
+ * the index already knows, compress, encrypt and append to the open pack;
+ * a full pack is sealed and stored by the worker that filled it while the
+ * others keep going. The producer reaps jobs in order, so content lists
+ * stay in stream order. Memory is bounded by the ring (RING x max chunk)
+ * plus at most two packs.
+ */
+#include "repo/repo.intern.h"
+
+#include "core/fsutil.h"
+#include "core/log.h"
+#include "core/mem.h"
+#include "core/util.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/xattr.h>
+#include <unistd.h>
+
+#define XATTR_MAX_LIST (64u * 1024)
+#define XATTR_MAX_VALUE (64u * 1024)
+
+typedef struct id_list {
+    blob_id *ids;
+    size_t n, cap;
+} id_list;
+
+enum { JOB_FREE = 0, JOB_QUEUED, JOB_DONE };
+
+typedef struct wjob {
+    unsigned char *data;
+    size_t len, cap;
+    uint8_t type;
+    int have_id;
+    blob_id id;
+    int state;
+    int failed;
+    sm_err err;
+    int is_new;
+    uint64_t stored;
+    /* where the id goes when reaped: a plain list, or a node of a tree */
+    id_list *list;
+    tree *t;
+    size_t node;
+    size_t slot;
+} wjob;
+
+typedef struct worker {
+    repo_writer *w;
+    pthread_t th;
+    crypto_ctx *cc;
+    ZSTD_CCtx *zc;
+    sm_buf zbuf;
+    sm_buf sbuf;
+} worker;
+
+struct repo_writer {
+    repo *r;
+    repo_writer_opts o;
+    chunker *ch;
+    crypto_ctx *cc; /* producer's */
+    int nworkers;
+    worker *workers;
+
+    /* ring of jobs: producer side */
+    pthread_mutex_t mu;
+    pthread_cond_t work_cv; /* queued jobs available, or stopping */
+    pthread_cond_t done_cv; /* a job finished */
+    wjob *ring;
+    size_t ring_cap, ring_head, ring_count; /* head = oldest in flight */
+    size_t *queue;                          /* job numbers waiting for a worker */
+    size_t q_head, q_count;
+    int stopping;
+    volatile int failed;
+
+    /* the open pack */
+    pthread_mutex_t pk_mu;
+    pthread_cond_t pk_cv;
+    sm_buf pack;
+    pack_blob *pblobs;
+    size_t npblobs, cappblobs;
+    int uploading;
+
+    /* packs not yet listed in an index file */
+    pthread_mutex_t meta_mu;
+    uint32_t *unindexed;
+    size_t nunindexed, capunindexed;
+    uint64_t stored_bytes;
+    unsigned packs_written;
+    sm_err first_err;
+    int have_first_err;
+
+    /* chunking buffer */
+    unsigned char *cbuf;
+    size_t ccap, cstart, cend;
+
+    /* stream being pushed */
+    int in_stream;
+    char *stream_name;
+    id_list stream_ids;
+    sha256_ctx *stream_sha;
+    uint64_t stream_size;
+    sha256_ctx *file_sha;
+
+    /* results */
+    json_t *streams;
+    uint64_t bytes_read, bytes_new;
+    uint64_t files_done;
+    double t_start, last_progress;
+    const char *cur_stream;
+    int committed;
+};
+
+/* ---- workers ---- */
+
+static void record_failure(repo_writer *w, const sm_err *e)
+{
+    pthread_mutex_lock(&w->meta_mu);
+    if (!w->have_first_err) {
+        sm_err_copy(&w->first_err, e);
+        w->have_first_err = 1;
+    }
+    pthread_mutex_unlock(&w->meta_mu);
+    w->failed = 1;
+}
+
+static int flush_index_locked(repo_writer *w, crypto_ctx *cc, sm_err *err)
+{
+    char id[65];
+
+    if (w->nunindexed == 0)
+        return 0;
+    if (repo_index_write(w->r, cc, w->unindexed, w->nunindexed, id, err) < 0)
+        return -1;
+    w->nunindexed = 0;
+    return 0;
+}
+
+/* Seals and stores a full pack taken from the writer. */
+static int upload_pack(repo_writer *w, crypto_ctx *cc, sm_buf *pack, pack_blob *blobs, size_t n,
+                       sm_err *err)
+{
+    uint32_t pn;
+    int rc = 0;
+
+    if (pack_seal_store(w->r, cc, pack, blobs, n, 0, &pn, err) < 0)
+        return -1;
+    pthread_mutex_lock(&w->meta_mu);
+    SM_GROW(w->unindexed, w->capunindexed, w->nunindexed + 1);
+    w->unindexed[w->nunindexed++] = pn;
+    w->stored_bytes += pack->len;
+    w->packs_written++;
+    /* long backups list their packs as they go, so a crashed run's packs
+     * are reused by the next one */
+    if (w->nunindexed >= REPO_INDEX_FLUSH_PACKS)
+        rc = flush_index_locked(w, cc, err);
+    pthread_mutex_unlock(&w->meta_mu);
+    return rc;
+}
+
+static int pack_add(repo_writer *w, worker *wk, const blob_id *id, uint8_t type, uint8_t flags,
+                    uint32_t raw_len, const unsigned char *sealed, size_t slen, sm_err *err)
+{
+    pack_blob *b;
+    int rc = 0;
+
+    pthread_mutex_lock(&w->pk_mu);
+    /* while a pack is being stored, let the open one grow only to its limit */
+    while (w->uploading && w->pack.len + slen >= w->r->pack_size)
+        pthread_cond_wait(&w->pk_cv, &w->pk_mu);
+    SM_GROW(w->pblobs, w->cappblobs, w->npblobs + 1);
+    b = &w->pblobs[w->npblobs++];
+    b->id = *id;
+    b->type = type;
+    b->flags = flags;
+    b->off = (uint32_t)w->pack.len;
+    b->len = (uint32_t)slen;
+    b->raw_len = raw_len;
+    sm_buf_put(&w->pack, sealed, slen);
+    if (w->pack.len >= w->r->pack_size) {
+        sm_buf full = w->pack;
+        pack_blob *blobs = w->pblobs;
+        size_t n = w->npblobs;
+        w->pack = (sm_buf)SM_BUF_INIT;
+        w->pblobs = NULL;
+        w->npblobs = w->cappblobs = 0;
+        w->uploading = 1;
+        pthread_mutex_unlock(&w->pk_mu);
+        rc = upload_pack(w, wk->cc, &full, blobs, n, err);
+        sm_buf_release(&full);
+        free(blobs);
+        pthread_mutex_lock(&w->pk_mu);
+        w->uploading = 0;
+        pthread_cond_broadcast(&w->pk_cv);
+    }
+    pthread_mutex_unlock(&w->pk_mu);
+    return rc;
+}
+
+static int process(repo_writer *w, worker *wk, wjob *j, sm_err *err)
+{
+    const unsigned char *payload = j->data;
+    size_t plen = j->len;
+    uint8_t flags = 0;
+
+    if (!j->have_id)
+        crypto_id(wk->cc, j->data, j->len, &j->id);
+    if (index_claim(w->r->idx, &j->id, j->type)) {
+        j->is_new = 0;
+        return 0;
+    }
+    j->is_new = 1;
+    if (w->r->zlevel > 0 && j->len > 64) {
+        size_t bound = ZSTD_compressBound(j->len), z;
+        sm_buf_reset(&wk->zbuf);
+        sm_buf_grow(&wk->zbuf, bound, NULL);
+        z = ZSTD_compressCCtx(wk->zc, wk->zbuf.data, bound, j->data, j->len, w->r->zlevel);
+        if (!ZSTD_isError(z) && z < j->len) { /* keep it only when it shrinks */
+            payload = wk->zbuf.data;
+            plen = z;
+            flags |= BLOB_FLAG_ZSTD;
+        }
+    }
+    sm_buf_reset(&wk->sbuf);
+    if (crypto_seal(wk->cc, payload, plen, &wk->sbuf, err) < 0)
+        return -1;
+    j->stored = wk->sbuf.len;
+    return pack_add(w, wk, &j->id, j->type, flags, (uint32_t)j->len, wk->sbuf.data, wk->sbuf.len,
+                    err);
+}
+
+static void *worker_main(void *arg)
+{
+    worker *wk = arg;
+    repo_writer *w = wk->w;
+
+    pthread_mutex_lock(&w->mu);
+    for (;;) {
+        size_t jn;
+        wjob *j;
+        sm_err e = SM_ERR_INIT;
+        int rc;
+
+        while (w->q_count == 0 && !w->stopping)
+            pthread_cond_wait(&w->work_cv, &w->mu);
+        if (w->q_count == 0 && w->stopping)
+            break;
+        jn = w->queue[w->q_head];
+        w->q_head = (w->q_head + 1) % w->ring_cap;
+        w->q_count--;
+        j = &w->ring[jn];
+        pthread_mutex_unlock(&w->mu);
+        rc = w->failed ? -1 : process(w, wk, j, &e);
+        pthread_mutex_lock(&w->mu);
+        if (rc < 0) {
+            j->failed = 1;
+            if (e.code != SM_OK) {
+                sm_err_copy(&j->err, &e);
+                pthread_mutex_unlock(&w->mu);
+                record_failure(w, &e);
+                pthread_mutex_lock(&w->mu);
+            }
+        }
+        j->state = JOB_DONE;
+        pthread_cond_broadcast(&w->done_cv);
+    }
+    pthread_mutex_unlock(&w->mu);
+    return NULL;
+}
+
+/* ---- producer side ---- */
+
+static void report(repo_writer *w, int force)
+{
+    repo_progress p;
+    double now;
+
+    if (!w->o.progress)
+        return;
+    now = sm_mono();
+    if (!force && now - w->last_progress < 0.2)
+        return;
+    w->last_progress = now;
+    memset(&p, 0, sizeof(p));
+    p.phase = "backup";
+    p.stream = w->cur_stream;
+    p.bytes_done = w->bytes_read;
+    p.bytes_total = w->o.bytes_total;
+    p.bytes_new = w->bytes_new;
+    pthread_mutex_lock(&w->meta_mu);
+    p.bytes_stored = w->stored_bytes;
+    pthread_mutex_unlock(&w->meta_mu);
+    p.files_done = w->files_done;
+    w->o.progress(w->o.progress_ud, &p);
+}
+
+static int fail_from_workers(repo_writer *w, sm_err *err)
+{
+    pthread_mutex_lock(&w->meta_mu);
+    if (w->have_first_err)
+        sm_err_copy(err, &w->first_err);
+    else
+        sm_err_set(err, SM_E_INTERNAL, "a backup worker failed");
+    pthread_mutex_unlock(&w->meta_mu);
+    return -1;
+}
+
+/* Waits for the oldest job and delivers its id. */
+static int reap_one(repo_writer *w, sm_err *err)
+{
+    wjob *j = &w->ring[w->ring_head];
+    int failed;
+
+    pthread_mutex_lock(&w->mu);
+    while (j->state != JOB_DONE)
+        pthread_cond_wait(&w->done_cv, &w->mu);
+    failed = j->failed;
+    j->state = JOB_FREE;
+    w->ring_head = (w->ring_head + 1) % w->ring_cap;
+    w->ring_count--;
+    pthread_mutex_unlock(&w->mu);
+    if (failed)
+        return fail_from_workers(w, err);
+    if (j->list)
+        j->list->ids[j->slot] = j->id;
+    else if (j->t)
+        j->t->nodes[j->node].content[j->slot] = j->id;
+    if (j->is_new && j->type == BLOB_DATA)
+        w->bytes_new += j->len;
+    return 0;
+}
+
+static int drain(repo_writer *w, sm_err *err)
+{
+    int rc = 0;
+    while (w->ring_count > 0)
+        if (reap_one(w, rc == 0 ? err : NULL) < 0)
+            rc = -1;
+    return rc;
+}
+
+/* Returns a free job, reaping the oldest when the ring is full. */
+static wjob *next_job(repo_writer *w, sm_err *err)
+{
+    wjob *j;
+
+    if (w->ring_count == w->ring_cap && reap_one(w, err) < 0)
+        return NULL;
+    j = &w->ring[(w->ring_head + w->ring_count) % w->ring_cap];
+    j->have_id = 0;
+    j->failed = 0;
+    j->is_new = 0;
+    j->stored = 0;
+    j->list = NULL;
+    j->t = NULL;
+    sm_err_clear(&j->err);
+    return j;
+}
+
+static void submit(repo_writer *w, wjob *j)
+{
+    size_t jn = (size_t)(j - w->ring);
+
+    pthread_mutex_lock(&w->mu);
+    j->state = JOB_QUEUED;
+    w->ring_count++;
+    w->queue[(w->q_head + w->q_count) % w->ring_cap] = jn;
+    w->q_count++;
+    pthread_cond_signal(&w->work_cv);
+    pthread_mutex_unlock(&w->mu);
+}
+
+static void job_set_data(wjob *j, const unsigned char *p, size_t n)
+{
+    if (j->cap < n) {
+        free(j->data);
+        j->data = sm_xmalloc(n);
+        j->cap = n;
+    }
+    memcpy(j->data, p, n);
+    j->len = n;
+}
+
+static int check_cancel(repo_writer *w, sm_err *err)
+{
+    if (w->o.cancel && *w->o.cancel)
+        return sm_err_set(err, SM_E_INTERRUPTED, "backup interrupted");
+    if (w->failed)
+        return fail_from_workers(w, err);
+    return 0;
+}
+
+/* Emits one data chunk whose id goes to list[slot] or t->nodes[node]. */
+static int emit_chunk(repo_writer *w, const unsigned char *p, size_t n, id_list *list, tree *t,
+                      size_t node, sm_err *err)
+{
+    wjob *j;
+
+    if (check_cancel(w, err) < 0)
+        return -1;
+    j = next_job(w, err);
+    if (!j)
+        return -1;
+    job_set_data(j, p, n);
+    j->type = BLOB_DATA;
+    if (list) {
+        SM_GROW(list->ids, list->cap, list->n + 1);
+        j->list = list;
+        j->slot = list->n++;
+    } else {
+        tree_node *tn = &t->nodes[node];
+        SM_GROW(tn->content, tn->capcontent, tn->ncontent + 1);
+        j->t = t;
+        j->node = node;
+        j->slot = tn->ncontent++;
+    }
+    submit(w, j);
+    w->bytes_read += n;
+    report(w, 0);
+    return 0;
+}
+
+/* Stores a tree blob; its id is computed here because the parent needs it now. */
+static int emit_tree(repo_writer *w, const tree *t, blob_id *id, sm_err *err)
+{
+    sm_buf enc = SM_BUF_INIT;
+    wjob *j;
+    int rc = -1;
+
+    if (tree_encode(t, &enc, err) < 0)
+        goto out;
+    crypto_id(w->cc, enc.data, enc.len, id);
+    j = next_job(w, err);
+    if (!j)
+        goto out;
+    job_set_data(j, enc.data, enc.len);
+    j->type = BLOB_TREE;
+    j->id = *id;
+    j->have_id = 1;
+    submit(w, j);
+    rc = 0;
+out:
+    sm_buf_release(&enc);
+    return rc;
+}
+
+/* Cuts every complete chunk in the buffer (all of it when at_eof). */
+static int cut_chunks(repo_writer *w, int at_eof, sha256_ctx *sha, id_list *list, tree *t,
+                      size_t node, sm_err *err)
+{
+    const chunker_params *cp = chunker_get_params(w->ch);
+
+    while (w->cend > w->cstart && (at_eof || w->cend - w->cstart >= cp->max)) {
+        size_t n = chunker_cut(w->ch, w->cbuf + w->cstart, w->cend - w->cstart);
+        sha256_update(sha, w->cbuf + w->cstart, n);
+        if (emit_chunk(w, w->cbuf + w->cstart, n, list, t, node, err) < 0)
+            return -1;
+        w->cstart += n;
+    }
+    if (w->cstart == w->cend)
+        w->cstart = w->cend = 0;
+    return 0;
+}
+
+/* Makes room at the end of the chunk buffer for more input. */
+static void compact(repo_writer *w)
+{
+    if (w->cstart > 0 && w->ccap - w->cend < w->ccap / 2) {
+        memmove(w->cbuf, w->cbuf + w->cstart, w->cend - w->cstart);
+        w->cend -= w->cstart;
+        w->cstart = 0;
+    }
+}
+
+/* Reads fd to EOF through the chunker. *size gets the byte count. */
+static int chunk_fd(repo_writer *w, int fd, const char *what, sha256_ctx *sha, id_list *list,
+                    tree *t, size_t node, uint64_t *size, sm_err *err)
+{
+    uint64_t total = 0;
+
+    w->cstart = w->cend = 0;
+    for (;;) {
+        ssize_t r;
+        compact(w);
+        r = read(fd, w->cbuf + w->cend, w->ccap - w->cend);
+        if (r < 0) {
+            if (errno == EINTR)
+                continue;
+            return sm_err_sys(err, SM_E_IO, "cannot read '%s'", what);
+        }
+        if (r == 0)
+            break;
+        w->cend += (size_t)r;
+        total += (uint64_t)r;
+        if (cut_chunks(w, 0, sha, list, t, node, err) < 0)
+            return -1;
+    }
+    if (cut_chunks(w, 1, sha, list, t, node, err) < 0)
+        return -1;
+    *size = total;
+    return 0;
+}
+
+static int stream_name_ok(repo_writer *w, const char *name, sm_err *err)
+{
+    size_t i;
+    json_t *st;
+
+    if (!name || !*name || strlen(name) > 64)
+        return sm_err_set(err, SM_E_USAGE, "invalid stream name '%s'", name ? name : "");
+    for (const char *p = name; *p; p++)
+        if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9') ||
+              *p == '-' || *p == '_' || *p == '.'))
+            return sm_err_set(err, SM_E_USAGE,
+                              "invalid stream name '%s': use letters, digits, '-', '_' and '.'",
+                              name);
+    if (!strcmp(name, ".") || !strcmp(name, ".."))
+        return sm_err_set(err, SM_E_USAGE, "invalid stream name '%s'", name);
+    json_array_foreach(w->streams, i, st)
+    {
+        if (!strcmp(json_string_value(json_object_get(st, "name")), name))
+            return sm_err_set(err, SM_E_USAGE, "stream '%s' is given twice", name);
+    }
+    return 0;
+}
+
+static json_t *ids_json(const blob_id *ids, size_t n)
+{
+    json_t *a = json_array();
+    for (size_t i = 0; i < n; i++) {
+        char hex[65];
+        blob_id_hex(&ids[i], hex);
+        json_array_append_new(a, json_string(hex));
+    }
+    return a;
+}
+
+static int add_file_stream(repo_writer *w, const char *name, uint64_t size,
+                           const unsigned char sha[32], const id_list *ids, double t0)
+{
+    char hex[65];
+    sm_hex(hex, sha, 32);
+    json_array_append_new(w->streams,
+                          json_pack("{s:s,s:s,s:I,s:s,s:o,s:f}", "name", name, "kind", "file",
+                                    "size", (json_int_t)size, "sha256", hex, "content",
+                                    ids_json(ids->ids, ids->n), "duration_s", sm_mono() - t0));
+    return 0;
+}
+
+int repo_writer_add_fd(repo_writer *w, const char *name, int fd, sm_err *err)
+{
+    id_list ids = {0};
+    sha256_ctx *sha = sha256_new();
+    unsigned char d[32];
+    uint64_t size = 0;
+    double t0 = sm_mono();
+    int rc = -1;
+
+    if (w->committed || w->in_stream) {
+        sm_err_set(err, SM_E_INTERNAL, "writer is not accepting streams");
+        goto out;
+    }
+    if (stream_name_ok(w, name, err) < 0)
+        goto out;
+    w->cur_stream = name;
+    if (chunk_fd(w, fd, name, sha, &ids, NULL, 0, &size, err) < 0)
+        goto out;
+    if (drain(w, err) < 0)
+        goto out;
+    sha256_final(sha, d);
+    add_file_stream(w, name, size, d, &ids, t0);
+    report(w, 1);
+    rc = 0;
+out:
+    if (rc < 0)
+        w->failed = 1;
+    free(ids.ids);
+    sha256_free(sha);
+    return rc;
+}
+
+int repo_writer_stream_begin(repo_writer *w, const char *name, sm_err *err)
+{
+    if (w->committed || w->in_stream)
+        return sm_err_set(err, SM_E_INTERNAL, "writer is not accepting streams");
+    if (stream_name_ok(w, name, err) < 0)
+        return -1;
+    w->in_stream = 1;
+    w->stream_name = sm_xstrdup(name);
+    w->cur_stream = w->stream_name;
+    memset(&w->stream_ids, 0, sizeof(w->stream_ids));
+    w->stream_sha = sha256_new();
+    w->stream_size = 0;
+    w->cstart = w->cend = 0;
+    w->t_start = sm_mono();
+    return 0;
+}
+
+int repo_writer_stream_write(repo_writer *w, const void *p, size_t n, sm_err *err)
+{
+    const unsigned char *c = p;
+
+    if (!w->in_stream)
+        return sm_err_set(err, SM_E_INTERNAL, "no stream is open");
+    while (n > 0) {
+        size_t room;
+        compact(w);
+        room = w->ccap - w->cend;
+        if (room > n)
+            room = n;
+        memcpy(w->cbuf + w->cend, c, room);
+        w->cend += room;
+        c += room;
+        n -= room;
+        w->stream_size += room;
+        if (cut_chunks(w, 0, w->stream_sha, &w->stream_ids, NULL, 0, err) < 0) {
+            w->failed = 1;
+            return -1;
+        }
+    }
+    return 0;
+}
+
+int repo_writer_stream_end(repo_writer *w, sm_err *err)
+{
+    unsigned char d[32];
+    int rc = -1;
+
+    if (!w->in_stream)
+        return sm_err_set(err, SM_E_INTERNAL, "no stream is open");
+    if (cut_chunks(w, 1, w->stream_sha, &w->stream_ids, NULL, 0, err) < 0 || drain(w, err) < 0)
+        goto out;
+    sha256_final(w->stream_sha, d);
+    add_file_stream(w, w->stream_name, w->stream_size, d, &w->stream_ids, w->t_start);
+    report(w, 1);
+    rc = 0;
+out:
+    if (rc < 0)
+        w->failed = 1;
+    w->in_stream = 0;
+    free(w->stream_name);
+    w->stream_name = NULL;
+    free(w->stream_ids.ids);
+    memset(&w->stream_ids, 0, sizeof(w->stream_ids));
+    sha256_free(w->stream_sha);
+    w->stream_sha = NULL;
+    return rc;
+}
+
+/* ---- trees ---- */
+
+typedef struct tree_ctx {
+    repo_writer *w;
+    blob_reader br; /* for the parent's trees */
+    int have_br;
+    sha256_ctx *digest;
+    sha256_ctx *fsha;
+    sm_buf line;
+    sm_buf path;  /* relative path of the current directory */
+    uint64_t size, files, dirs, symlinks, special, reused;
+} tree_ctx;
+
+static int read_xattrs(tree_node *n, int fd, const char *what, sm_err *err)
+{
+    char list[XATTR_MAX_LIST];
+    ssize_t len = flistxattr(fd, list, sizeof(list));
+    unsigned char *val = NULL;
+    int rc = -1;
+
+    if (len < 0) {
+        if (errno == ENOTSUP || errno == EOPNOTSUPP)
+            return 0;
+        return sm_err_sys(err, SM_E_IO, "cannot list the extended attributes of '%s'", what);
+    }
+    val = sm_xmalloc(XATTR_MAX_VALUE);
+    for (ssize_t off = 0; off < len; off += (ssize_t)strlen(list + off) + 1) {
+        const char *name = list + off;
+        ssize_t vl = fgetxattr(fd, name, val, XATTR_MAX_VALUE);
+        if (vl < 0) {
+            if (errno == ENODATA)
+                continue; /* removed meanwhile */
+            sm_err_sys(err, SM_E_IO, "cannot read extended attribute '%s' of '%s'", name, what);
+            goto out;
+        }
+        tree_node_add_xattr(n, name, val, (size_t)vl);
+    }
+    if (n->nxattrs > 1) {
+        /* sorted, as tree_decode expects and the digest needs */
+        for (size_t i = 1; i < n->nxattrs; i++)
+            for (size_t k = i; k > 0 && strcmp(n->xattrs[k - 1].name, n->xattrs[k].name) > 0;
+                 k--) {
+                tree_xattr tmp = n->xattrs[k];
+                n->xattrs[k] = n->xattrs[k - 1];
+                n->xattrs[k - 1] = tmp;
+            }
+    }
+    rc = 0;
+out:
+    free(val);
+    return rc;
+}
+
+static void fill_stat(tree_node *n, const struct stat *sb)
+{
+    n->mode = (uint32_t)(sb->st_mode & 07777);
+    n->uid = sb->st_uid;
+    n->gid = sb->st_gid;
+    n->mtime_s = sb->st_mtim.tv_sec;
+    n->mtime_ns = (int32_t)sb->st_mtim.tv_nsec;
+    n->ctime_s = sb->st_ctim.tv_sec;
+    n->ctime_ns = (int32_t)sb->st_ctim.tv_nsec;
+    n->inode = sb->st_ino;
+    n->dev = sb->st_dev;
+    n->nlink = sb->st_nlink;
+    n->rdev = sb->st_rdev;
+    n->size = S_ISREG(sb->st_mode) ? (uint64_t)sb->st_size : 0;
+}
+
+static char *rel_join(const sm_buf *dir, const char *name)
+{
+    if (dir->len == 0)
+        return sm_xstrdup(name);
+    return sm_xasprintf("%s/%s", sm_buf_str(dir), name);
+}
+
+static int names_of(int dfd, const char *what, char ***out, size_t *n, sm_err *err)
+{
+    int fd2 = dup(dfd);
+    DIR *d;
+    struct dirent *de;
+    char **v = NULL;
+    size_t cnt = 0, cap = 0;
+
+    if (fd2 < 0)
+        return sm_err_sys(err, SM_E_IO, "cannot read directory '%s'", what);
+    d = fdopendir(fd2);
+    if (!d) {
+        close(fd2);
+        return sm_err_sys(err, SM_E_IO, "cannot read directory '%s'", what);
+    }
+    rewinddir(d);
+    while ((errno = 0, de = readdir(d)) != NULL) {
+        if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, ".."))
+            continue;
+        SM_GROW(v, cap, cnt + 1);
+        v[cnt++] = sm_xstrdup(de->d_name);
+    }
+    if (errno != 0) {
+        int saved = errno;
+        closedir(d);
+        for (size_t i = 0; i < cnt; i++)
+            free(v[i]);
+        free(v);
+        errno = saved;
+        return sm_err_sys(err, SM_E_IO, "cannot read directory '%s'", what);
+    }
+    closedir(d);
+    *out = v;
+    *n = cnt;
+    return 0;
+}
+
+static int cmp_names(const void *a, const void *b)
+{
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+static int walk_dir(tree_ctx *tc, int dfd, const char *abs, const tree *parent, blob_id *out,
+                    sm_err *err);
+
+/* Backs up one regular file into node i of t. */
+static int do_file(tree_ctx *tc, int dfd, const char *name, const char *abs, tree *t, size_t i,
+                   const tree_node *prev, sm_err *err)
+{
+    repo_writer *w = tc->w;
+    tree_node *n = &t->nodes[i];
+    struct stat sb;
+    int fd, rc = -1;
+    uint64_t size = 0;
+    char *fpath = sm_path_join(abs, name);
+
+    fd = openat(dfd, name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NOATIME);
+    if (fd < 0 && errno == EPERM)
+        fd = openat(dfd, name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+    if (fd < 0) {
+        sm_err_sys(err, SM_E_IO, "cannot open '%s'", fpath);
+        goto out;
+    }
+    if (fstat(fd, &sb) != 0) {
+        sm_err_sys(err, SM_E_IO, "cannot stat '%s'", fpath);
+        goto out;
+    }
+    if (!S_ISREG(sb.st_mode)) {
+        sm_err_set(err, SM_E_IO, "'%s' changed type during the backup", fpath);
+        goto out;
+    }
+    fill_stat(n, &sb);
+    if (read_xattrs(n, fd, fpath, err) < 0)
+        goto out;
+    if (prev && prev->type == NODE_FILE && prev->has_sha && prev->size == n->size &&
+        prev->mtime_s == n->mtime_s && prev->mtime_ns == n->mtime_ns &&
+        prev->ctime_s == n->ctime_s && prev->ctime_ns == n->ctime_ns &&
+        prev->inode == n->inode) {
+        /* unchanged since the parent snapshot: reuse its content, read nothing */
+        memcpy(n->sha256, prev->sha256, 32);
+        n->has_sha = 1;
+        for (size_t k = 0; k < prev->ncontent; k++)
+            tree_node_add_content(n, &prev->content[k]);
+        tc->reused++;
+        w->bytes_read += n->size;
+        report(w, 0);
+    } else {
+        posix_fadvise(fd, 0, 0, POSIX_FADV_SEQUENTIAL);
+        sha256_reset(tc->fsha);
+        if (chunk_fd(w, fd, fpath, tc->fsha, NULL, t, i, &size, err) < 0)
+            goto out;
+        sha256_final(tc->fsha, n->sha256);
+        n->has_sha = 1;
+        n->size = size; /* what was read, even if the file grew meanwhile */
+    }
+    tc->size += n->size;
+    tc->files++;
+    w->files_done++;
+    rc = 0;
+out:
+    if (fd >= 0)
+        close(fd);
+    free(fpath);
+    return rc;
+}
+
+static void digest_add(tree_ctx *tc, const char *rel, const tree_node *n)
+{
+    sm_buf_reset(&tc->line);
+    tree_digest_line(&tc->line, rel, n);
+    sha256_update(tc->digest, tc->line.data, tc->line.len);
+}
+
+static int walk_dir(tree_ctx *tc, int dfd, const char *abs, const tree *parent, blob_id *out,
+                    sm_err *err)
+{
+    repo_writer *w = tc->w;
+    tree t = TREE_INIT;
+    char **names = NULL;
+    size_t nnames = 0;
+    size_t saved_len = tc->path.len;
+    int rc = -1;
+
+    if (names_of(dfd, abs, &names, &nnames, err) < 0)
+        return -1;
+    qsort(names, nnames, sizeof(*names), cmp_names);
+    for (size_t k = 0; k < nnames; k++) {
+        const char *name = names[k];
+        const tree_node *prev = parent ? tree_find(parent, name) : NULL;
+        struct stat sb;
+        tree_node *n;
+        size_t i;
+        char *rel;
+
+        if (fstatat(dfd, name, &sb, AT_SYMLINK_NOFOLLOW) != 0) {
+            if (errno == ENOENT) {
+                sm_log(SM_LOG_WARN, "'%s/%s' vanished during the backup", abs, name);
+                continue;
+            }
+            sm_err_sys(err, SM_E_IO, "cannot stat '%s/%s'", abs, name);
+            goto out;
+        }
+        n = tree_add(&t);
+        i = t.n - 1;
+        n->name = sm_xstrdup(name);
+        if (node_type_from_mode(sb.st_mode, &n->type) < 0) {
+            sm_err_set(err, SM_E_IO, "'%s/%s' has an unknown file type", abs, name);
+            goto out;
+        }
+        fill_stat(n, &sb);
+        rel = rel_join(&tc->path, name);
+        if (n->type == NODE_FILE) {
+            if (do_file(tc, dfd, name, abs, &t, i, prev, err) < 0) {
+                free(rel);
+                goto out;
+            }
+            n = &t.nodes[i];
+            digest_add(tc, rel, n);
+        } else if (n->type == NODE_SYMLINK) {
+            char target[4097];
+            ssize_t len = readlinkat(dfd, name, target, sizeof(target) - 1);
+            if (len < 0) {
+                sm_err_sys(err, SM_E_IO, "cannot read link '%s/%s'", abs, name);
+                free(rel);
+                goto out;
+            }
+            target[len] = '\0';
+            n->target = sm_xstrdup(target);
+            tc->symlinks++;
+            digest_add(tc, rel, n);
+        } else if (n->type == NODE_DIR) {
+            int cfd = openat(dfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+            char *cabs = sm_path_join(abs, name);
+            const tree_node *pn = prev && prev->type == NODE_DIR && prev->has_subtree ? prev : NULL;
+            tree ptree = TREE_INIT;
+            int r2;
+            if (cfd < 0) {
+                sm_err_sys(err, SM_E_IO, "cannot open directory '%s'", cabs);
+                free(cabs);
+                free(rel);
+                goto out;
+            }
+            if (fstat(cfd, &sb) == 0)
+                fill_stat(n, &sb);
+            r2 = read_xattrs(n, cfd, cabs, err);
+            digest_add(tc, rel, n);
+            if (r2 == 0 && pn && tc->have_br) {
+                sm_err pe = SM_ERR_INIT;
+                if (tree_load(&tc->br, &pn->subtree, &ptree, &pe) < 0) {
+                    sm_log(SM_LOG_WARN, "cannot read the parent's tree for '%s', reading all: %s",
+                           cabs, pe.msg);
+                    pn = NULL;
+                }
+            }
+            if (r2 == 0) {
+                if (tc->path.len)
+                    sm_buf_putc(&tc->path, '/');
+                sm_buf_puts(&tc->path, name);
+                r2 = walk_dir(tc, cfd, cabs, pn ? &ptree : NULL, &t.nodes[i].subtree, err);
+                tc->path.len = saved_len;
+                tc->path.data[saved_len] = '\0';
+                t.nodes[i].has_subtree = 1;
+            }
+            tree_release(&ptree);
+            close(cfd);
+            free(cabs);
+            if (r2 < 0) {
+                free(rel);
+                goto out;
+            }
+            tc->dirs++;
+        } else {
+            tc->special++;
+            digest_add(tc, rel, n);
+        }
+        free(rel);
+    }
+    /* the tree blob needs every content id of this directory */
+    if (drain(w, err) < 0)
+        goto out;
+    if (emit_tree(w, &t, out, err) < 0)
+        goto out;
+    rc = 0;
+out:
+    for (size_t k = 0; k < nnames; k++)
+        free(names[k]);
+    free(names);
+    tree_release(&t);
+    return rc;
+}
+
+int repo_writer_add_tree(repo_writer *w, const char *name, const char *path,
+                         const snapshot *parent, sm_err *err)
+{
+    tree_ctx tc;
+    tree_node root;
+    tree ptree = TREE_INIT;
+    const tree *pt = NULL;
+    struct stat sb;
+    unsigned char d[32];
+    char hex[65];
+    int dfd = -1, rc = -1;
+    double t0 = sm_mono();
+    json_t *rj;
+
+    memset(&tc, 0, sizeof(tc));
+    memset(&root, 0, sizeof(root));
+    if (w->committed || w->in_stream)
+        return sm_err_set(err, SM_E_INTERNAL, "writer is not accepting streams");
+    if (stream_name_ok(w, name, err) < 0)
+        return -1;
+    dfd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (dfd < 0) {
+        if (errno == ENOENT)
+            return sm_err_sys(err, SM_E_NOTFOUND, "cannot open directory '%s'", path);
+        return sm_err_sys(err, SM_E_IO, "cannot open directory '%s'", path);
+    }
+    tc.w = w;
+    tc.digest = sha256_new();
+    tc.fsha = sha256_new();
+    w->cur_stream = name;
+    if (fstat(dfd, &sb) != 0) {
+        sm_err_sys(err, SM_E_IO, "cannot stat '%s'", path);
+        goto out;
+    }
+    root.name = sm_xstrdup(name);
+    root.type = NODE_DIR;
+    fill_stat(&root, &sb);
+    if (read_xattrs(&root, dfd, path, err) < 0)
+        goto out;
+    digest_add(&tc, ".", &root);
+    if (parent) {
+        json_t *ps = snapshot_stream(parent, name);
+        json_t *pr = ps ? json_object_get(ps, "root") : NULL;
+        tree_node pnode;
+        memset(&pnode, 0, sizeof(pnode));
+        if (pr && tree_node_from_json(&pnode, pr, "root", NULL) == 0 && pnode.type == NODE_DIR) {
+            sm_err pe = SM_ERR_INIT;
+            blob_reader_init(&tc.br, w->r);
+            tc.have_br = 1;
+            if (tree_load(&tc.br, &pnode.subtree, &ptree, &pe) == 0)
+                pt = &ptree;
+            else
+                sm_log(SM_LOG_WARN, "cannot read the parent snapshot's tree, reading all: %s",
+                       pe.msg);
+        }
+        tree_node_release(&pnode);
+    }
+    if (walk_dir(&tc, dfd, path, pt, &root.subtree, err) < 0)
+        goto out;
+    root.has_subtree = 1;
+    if (drain(w, err) < 0)
+        goto out;
+    sha256_final(tc.digest, d);
+    sm_hex(hex, d, 32);
+    rj = tree_node_to_json(&root);
+    json_array_append_new(
+        w->streams,
+        json_pack("{s:s,s:s,s:I,s:s,s:o,s:I,s:I,s:I,s:I,s:I,s:f}", "name", name, "kind", "tree",
+                  "size", (json_int_t)tc.size, "sha256", hex, "root", rj, "files",
+                  (json_int_t)tc.files, "dirs", (json_int_t)tc.dirs, "symlinks",
+                  (json_int_t)tc.symlinks, "special", (json_int_t)tc.special, "files_unchanged",
+                  (json_int_t)tc.reused, "duration_s", sm_mono() - t0));
+    report(w, 1);
+    rc = 0;
+out:
+    if (rc < 0)
+        w->failed = 1;
+    tree_release(&ptree);
+    tree_node_release(&root);
+    if (tc.have_br)
+        blob_reader_release(&tc.br);
+    sha256_free(tc.digest);
+    sha256_free(tc.fsha);
+    sm_buf_release(&tc.line);
+    sm_buf_release(&tc.path);
+    if (dfd >= 0)
+        close(dfd);
+    return rc;
+}
+
+/* ---- session ---- */
+
+int repo_writer_new(repo_writer **out, repo *r, const repo_writer_opts *o, sm_err *err)
+{
+    repo_writer *w;
+    const chunker_params *cp;
+
+    if (!r->lock_key || !r->lock_exclusive)
+        return sm_err_set(err, SM_E_INTERNAL, "a backup needs the repository's exclusive lock");
+    if (repo_index_ensure(r, err) < 0)
+        return -1;
+    w = sm_xcalloc(1, sizeof(*w));
+    w->r = r;
+    if (o)
+        w->o = *o;
+    w->ch = chunker_new(&r->cp, r->keys.chunker);
+    cp = chunker_get_params(w->ch);
+    w->ccap = (size_t)cp->max * 2;
+    w->cbuf = sm_xmalloc(w->ccap);
+    w->cc = crypto_ctx_new(&r->keys);
+    w->streams = json_array();
+    pthread_mutex_init(&w->mu, NULL);
+    pthread_cond_init(&w->work_cv, NULL);
+    pthread_cond_init(&w->done_cv, NULL);
+    pthread_mutex_init(&w->pk_mu, NULL);
+    pthread_cond_init(&w->pk_cv, NULL);
+    pthread_mutex_init(&w->meta_mu, NULL);
+    w->nworkers = repo_threads(w->o.threads);
+    w->ring_cap = (size_t)w->nworkers * 2 + 2;
+    w->ring = sm_xcalloc(w->ring_cap, sizeof(*w->ring));
+    w->queue = sm_xcalloc(w->ring_cap, sizeof(*w->queue));
+    w->workers = sm_xcalloc((size_t)w->nworkers, sizeof(*w->workers));
+    for (int i = 0; i < w->nworkers; i++) {
+        worker *wk = &w->workers[i];
+        wk->w = w;
+        wk->cc = crypto_ctx_new(&r->keys);
+        wk->zc = ZSTD_createCCtx();
+        if (pthread_create(&wk->th, NULL, worker_main, wk) != 0) {
+            ZSTD_freeCCtx(wk->zc);
+            crypto_ctx_free(wk->cc);
+            w->nworkers = i;
+            repo_writer_free(w);
+            return sm_err_sys(err, SM_E_INTERNAL, "cannot start a backup thread");
+        }
+    }
+    w->t_start = sm_mono();
+    *out = w;
+    return 0;
+}
+
+static int flush_open_pack(repo_writer *w, sm_err *err)
+{
+    int rc = 0;
+
+    pthread_mutex_lock(&w->pk_mu);
+    while (w->uploading)
+        pthread_cond_wait(&w->pk_cv, &w->pk_mu);
+    if (w->npblobs > 0)
+        rc = upload_pack(w, w->cc, &w->pack, w->pblobs, w->npblobs, err);
+    sm_buf_release(&w->pack);
+    free(w->pblobs);
+    w->pblobs = NULL;
+    w->npblobs = w->cappblobs = 0;
+    pthread_mutex_unlock(&w->pk_mu);
+    return rc;
+}
+
+int repo_writer_commit(repo_writer *w, json_t *meta, json_t *tags, char id_out[65], sm_err *err)
+{
+    json_t *doc = NULL;
+    char *text = NULL;
+    char iso[32], id[65];
+    struct timespec ts;
+    int rc = -1;
+
+    if (w->committed || w->in_stream) {
+        sm_err_set(err, SM_E_INTERNAL, "writer cannot commit now");
+        goto out;
+    }
+    if (w->failed) {
+        fail_from_workers(w, err);
+        goto out;
+    }
+    if (drain(w, err) < 0 || flush_open_pack(w, err) < 0)
+        goto out;
+    pthread_mutex_lock(&w->meta_mu);
+    rc = flush_index_locked(w, w->cc, err);
+    pthread_mutex_unlock(&w->meta_mu);
+    if (rc < 0)
+        goto out;
+    rc = -1;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    if (sm_clock_driven()) { /* tests drive the clock */
+        ts.tv_sec = sm_now();
+        ts.tv_nsec = 0;
+    }
+    sm_time_iso(iso, sizeof(iso), ts.tv_sec);
+    doc = json_pack("{s:i,s:s,s:I,s:s,s:O,s:o,s:{s:I,s:I,s:I,s:i,s:f}}", "version", 1, "time",
+                    iso, "time_ns", (json_int_t)ts.tv_sec * 1000000000 + ts.tv_nsec, "hostname",
+                    sm_hostname(), "streams", w->streams, "tags",
+                    tags ? json_incref(tags) : json_array(), "totals", "read",
+                    (json_int_t)w->bytes_read, "new", (json_int_t)w->bytes_new, "stored",
+                    (json_int_t)w->stored_bytes, "packs", (int)w->packs_written, "duration_s",
+                    sm_mono() - w->t_start);
+    if (meta)
+        json_object_set(doc, "meta", meta);
+    text = json_dumps(doc, JSON_COMPACT);
+    /* the commit point: before this the snapshot does not exist */
+    if (repo_file_save(w->r, w->cc, "snapshots", text, strlen(text), id, err) < 0)
+        goto out;
+    memcpy(id_out, id, 65);
+    w->committed = 1;
+    rc = 0;
+out:
+    if (rc < 0)
+        w->failed = 1;
+    json_decref(doc);
+    free(text);
+    return rc;
+}
+
+json_t *repo_writer_streams(repo_writer *w)
+{
+    return w->streams;
+}
+
+void repo_writer_totals(repo_writer *w, uint64_t *read, uint64_t *fresh, uint64_t *stored)
+{
+    if (read)
+        *read = w->bytes_read;
+    if (fresh)
+        *fresh = w->bytes_new;
+    if (stored) {
+        pthread_mutex_lock(&w->meta_mu);
+        *stored = w->stored_bytes;
+        pthread_mutex_unlock(&w->meta_mu);
+    }
+}
+
+void repo_writer_free(repo_writer *w)
+{
+    if (!w)
+        return;
+    if (w->ring_count > 0) {
+        w->failed = 1;
+        drain(w, NULL);
+    }
+    pthread_mutex_lock(&w->mu);
+    w->stopping = 1;
+    pthread_cond_broadcast(&w->work_cv);
+    pthread_mutex_unlock(&w->mu);
+    for (int i = 0; i < w->nworkers; i++) {
+        pthread_join(w->workers[i].th, NULL);
+        crypto_ctx_free(w->workers[i].cc);
+        ZSTD_freeCCtx(w->workers[i].zc);
+        sm_buf_release(&w->workers[i].zbuf);
+        sm_buf_release(&w->workers[i].sbuf);
+    }
+    if (!w->committed) {
+        /* blobs claimed by this session may never have reached a pack: the
+         * in-memory index is no longer trustworthy */
+        repo_index_drop(w->r);
+    }
+    for (size_t i = 0; i < w->ring_cap; i++)
+        free(w->ring[i].data);
+    free(w->ring);
+    free(w->queue);
+    free(w->workers);
+    sm_buf_release(&w->pack);
+    free(w->pblobs);
+    free(w->unindexed);
+    free(w->cbuf);
+    free(w->stream_name);
+    free(w->stream_ids.ids);
+    sha256_free(w->stream_sha);
+    chunker_free(w->ch);
+    crypto_ctx_free(w->cc);
+    json_decref(w->streams);
+    pthread_mutex_destroy(&w->mu);
+    pthread_cond_destroy(&w->work_cv);
+    pthread_cond_destroy(&w->done_cv);
+    pthread_mutex_destroy(&w->pk_mu);
+    pthread_cond_destroy(&w->pk_cv);
+    pthread_mutex_destroy(&w->meta_mu);
+    free(w);
+}

@@ -1,0 +1,101 @@
+#include "store/store.intern.h"
+
+#include "core/mem.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+int store_key_check(const char *key, sm_err *err)
+{
+    const char *seg = key;
+
+    if (!key || !*key || key[0] == '/')
+        return sm_err_set(err, SM_E_INTERNAL, "invalid store key '%s'", key ? key : "");
+    for (const char *p = key;; p++) {
+        if (*p == '/' || *p == '\0') {
+            size_t n = (size_t)(p - seg);
+            if (n == 0 || (n == 1 && seg[0] == '.') || (n == 2 && seg[0] == '.' && seg[1] == '.'))
+                return sm_err_set(err, SM_E_INTERNAL, "invalid store key '%s'", key);
+            if (*p == '\0')
+                break;
+            seg = p + 1;
+            continue;
+        }
+        if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9') ||
+              *p == '.' || *p == '_' || *p == '-'))
+            return sm_err_set(err, SM_E_INTERNAL, "invalid store key '%s'", key);
+    }
+    return 0;
+}
+
+int store_open(store **out, const char *location, sm_err *err)
+{
+    if (!location || !*location)
+        return sm_err_set(err, SM_E_USAGE, "no repository location given");
+    if (!strncmp(location, "file://", 7))
+        return store_local_open(out, location + 7, err);
+    if (strstr(location, "://")) {
+        sm_err_set(err, SM_E_USAGE, "unsupported store location '%s'", location);
+        return sm_err_hint(err, "Use a directory path (or file://PATH).");
+    }
+    return store_local_open(out, location, err);
+}
+
+void store_free(store *st)
+{
+    if (st)
+        st->ops->free(st);
+}
+
+int store_put(store *st, const char *key, const void *data, size_t len, sm_err *err)
+{
+    if (store_key_check(key, err) < 0)
+        return -1;
+    return st->ops->put(st, key, data, len, err);
+}
+
+int store_get(store *st, const char *key, uint64_t off, uint64_t len, sm_buf *out, sm_err *err)
+{
+    if (store_key_check(key, err) < 0)
+        return -1;
+    return st->ops->get(st, key, off, len, out, err);
+}
+
+int store_stat(store *st, const char *key, uint64_t *size, sm_err *err)
+{
+    if (store_key_check(key, err) < 0)
+        return -1;
+    return st->ops->stat(st, key, size, err);
+}
+
+int store_list(store *st, const char *prefix, store_list_cb cb, void *ud, sm_err *err)
+{
+    return st->ops->list(st, prefix ? prefix : "", cb, ud, err);
+}
+
+int store_delete(store *st, const char *key, sm_err *err)
+{
+    if (store_key_check(key, err) < 0)
+        return -1;
+    return st->ops->del(st, key, err);
+}
+
+int store_cleanup(store *st, unsigned *removed, sm_err *err)
+{
+    *removed = 0;
+    if (!st->ops->cleanup)
+        return 0;
+    return st->ops->cleanup(st, removed, err);
+}
+
+int store_free_space(store *st, uint64_t *bytes, sm_err *err)
+{
+    if (!st->ops->free_space)
+        return 1;
+    return st->ops->free_space(st, bytes, err);
+}
+
+const char *store_location(const store *st)
+{
+    return st->location;
+}

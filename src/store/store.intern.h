@@ -1,0 +1,26 @@
+/* For store drivers only. */
+#ifndef SM_STORE_INTERN_H
+#define SM_STORE_INTERN_H
+
+#include "store/store.h"
+
+typedef struct store_ops {
+    int (*put)(store *st, const char *key, const void *data, size_t len, sm_err *err);
+    int (*get)(store *st, const char *key, uint64_t off, uint64_t len, sm_buf *out, sm_err *err);
+    int (*stat)(store *st, const char *key, uint64_t *size, sm_err *err);
+    int (*list)(store *st, const char *prefix, store_list_cb cb, void *ud, sm_err *err);
+    int (*del)(store *st, const char *key, sm_err *err);
+    int (*cleanup)(store *st, unsigned *removed, sm_err *err);
+    int (*free_space)(store *st, uint64_t *bytes, sm_err *err);
+    void (*free)(store *st);
+} store_ops;
+
+struct store {
+    const store_ops *ops;
+    char *location;
+    void *impl;
+};
+
+int store_local_open(store **out, const char *dir, sm_err *err);
+
+#endif
