@@ -87,7 +87,8 @@ void sm_err_clear(sm_err *err)
 
 void sm_err_copy(sm_err *dst, const sm_err *src)
 {
-    memcpy(dst, src, sizeof(*dst));
+    if (dst && src && dst != src)
+        memcpy(dst, src, sizeof(*dst));
 }
 
 const char *sm_code_name(sm_code code)

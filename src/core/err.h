@@ -67,7 +67,7 @@ int sm_err_prefix(sm_err *err, const char *fmt, ...) __attribute__((format(print
 /* Resets to SM_ERR_INIT. */
 void sm_err_clear(sm_err *err);
 
-/* Copies src into dst (dst may not be NULL). */
+/* Copies src into dst (a NULL dst is ignored). */
 void sm_err_copy(sm_err *dst, const sm_err *src);
 
 /* Short stable name of a code ("not_found", "corrupt", ...), for JSON errors. */

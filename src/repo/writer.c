@@ -313,7 +313,8 @@ static int fail_from_workers(repo_writer *w, sm_err *err)
     return -1;
 }
 
-/* Waits for the oldest job and delivers its id. */
+/* Waits for the oldest job and delivers its id (unless the session has
+ * failed: then its destination may be gone and nothing is delivered). */
 static int reap_one(repo_writer *w, sm_err *err)
 {
     wjob *j = &w->ring[w->ring_head];
@@ -329,6 +330,8 @@ static int reap_one(repo_writer *w, sm_err *err)
     pthread_mutex_unlock(&w->mu);
     if (failed)
         return fail_from_workers(w, err);
+    if (w->failed)
+        return -1;
     if (j->list)
         j->list->ids[j->slot] = j->id;
     else if (j->t)
@@ -336,6 +339,15 @@ static int reap_one(repo_writer *w, sm_err *err)
     if (j->is_new && j->type == BLOB_DATA)
         w->bytes_new += j->len;
     return 0;
+}
+
+/* After an error: waits for every job in flight and delivers nothing, so
+ * that the caller may free the lists and trees the jobs point into. */
+static void abandon(repo_writer *w)
+{
+    w->failed = 1;
+    while (w->ring_count > 0)
+        reap_one(w, NULL);
 }
 
 static int drain(repo_writer *w, sm_err *err)
@@ -581,7 +593,7 @@ int repo_writer_add_fd(repo_writer *w, const char *name, int fd, sm_err *err)
     rc = 0;
 out:
     if (rc < 0)
-        w->failed = 1;
+        abandon(w);
     free(ids.ids);
     sha256_free(sha);
     return rc;
@@ -622,7 +634,7 @@ int repo_writer_stream_write(repo_writer *w, const void *p, size_t n, sm_err *er
         n -= room;
         w->stream_size += room;
         if (cut_chunks(w, 0, w->stream_sha, &w->stream_ids, NULL, 0, err) < 0) {
-            w->failed = 1;
+            abandon(w);
             return -1;
         }
     }
@@ -644,7 +656,7 @@ int repo_writer_stream_end(repo_writer *w, sm_err *err)
     rc = 0;
 out:
     if (rc < 0)
-        w->failed = 1;
+        abandon(w);
     w->in_stream = 0;
     free(w->stream_name);
     w->stream_name = NULL;
@@ -955,6 +967,8 @@ static int walk_dir(tree_ctx *tc, int dfd, const char *abs, const tree *parent, 
         goto out;
     rc = 0;
 out:
+    if (rc < 0)
+        abandon(w); /* jobs in flight point into t */
     for (size_t k = 0; k < nnames; k++)
         free(names[k]);
     free(names);
@@ -1038,7 +1052,7 @@ int repo_writer_add_tree(repo_writer *w, const char *name, const char *path,
     rc = 0;
 out:
     if (rc < 0)
-        w->failed = 1;
+        abandon(w);
     tree_release(&ptree);
     tree_node_release(&root);
     if (tc.have_br)
@@ -1195,10 +1209,8 @@ void repo_writer_free(repo_writer *w)
 {
     if (!w)
         return;
-    if (w->ring_count > 0) {
-        w->failed = 1;
-        drain(w, NULL);
-    }
+    if (w->ring_count > 0)
+        abandon(w);
     pthread_mutex_lock(&w->mu);
     w->stopping = 1;
     pthread_cond_broadcast(&w->work_cv);
