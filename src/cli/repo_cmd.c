@@ -812,10 +812,6 @@ static int repo_key_cmd(int argc, char **argv)
     char *new_secret = NULL, *key_id = NULL;
     int opt, rc = 1;
 
-    if (argc < 2)
-        return cli_usage("`repo key` needs list, add, change or remove");
-    sub = argv[1];
-    optind = 2;
     while ((opt = getopt_long(argc, argv, "", opts, NULL)) != -1) {
         if (common_opt(&c, opt, optarg) == 1)
             continue;
@@ -824,6 +820,9 @@ static int repo_key_cmd(int argc, char **argv)
         else
             return cli_usage("unknown option for `repo key`");
     }
+    if (optind >= argc)
+        return cli_usage("`repo key` needs list, add, change or remove");
+    sub = argv[optind++];
     if (strcmp(sub, "list") && strcmp(sub, "add") && strcmp(sub, "change") &&
         strcmp(sub, "remove"))
         return cli_usage("unknown `repo key` command '%s' (list, add, change, remove)", sub);
@@ -931,9 +930,7 @@ int cmd_repo(int argc, char **argv)
         return repo_stats_cmd(argc - 1, argv + 1);
     if (!strcmp(sub, "unlock"))
         return repo_unlock_cmd(argc - 1, argv + 1);
-    if (!strcmp(sub, "key")) {
-        optind = 1;
+    if (!strcmp(sub, "key"))
         return repo_key_cmd(argc - 1, argv + 1);
-    }
     return cli_usage("unknown command `repo %s`", sub);
 }

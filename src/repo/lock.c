@@ -173,7 +173,9 @@ static int conflict(store *st, lock_list *ll, const char *self, int exclusive, c
             store_delete(st, li->key, NULL);
             continue;
         }
-        if (!exclusive && !li->exclusive)
+        /* readers never block and are never blocked: a shared lock only
+         * keeps prune from deleting packs; writers exclude each other */
+        if (!exclusive || !li->exclusive)
             continue;
         describe(msg, cap, li, now);
         return 1;

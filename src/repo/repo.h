@@ -73,9 +73,9 @@ store *repo_store(repo *r);
 /* Compression level and chunker sizes, for reports. */
 json_t *repo_config_json(const repo *r);
 
-/* Takes a lock: exclusive for writers (backup, prune, key changes), shared
- * for readers (restore, verify), which only stops prune from deleting packs
- * under them. A lock from a dead process on this host is removed; a lock
+/* Takes a lock: exclusive for writers (backup, prune, key changes), which
+ * exclude each other; shared for readers (restore, verify), which never
+ * block anyone and only keep prune from deleting packs under them. A lock from a dead process on this host is removed; a lock
  * held elsewhere fails with SM_E_LOCKED naming pid, host and age. The lock
  * is refreshed in the background and released by repo_unlock/repo_close. */
 int repo_lock(repo *r, int exclusive, const char *purpose, sm_err *err);

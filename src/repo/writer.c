@@ -677,7 +677,7 @@ typedef struct tree_ctx {
     sha256_ctx *fsha;
     sm_buf line;
     sm_buf path;  /* relative path of the current directory */
-    uint64_t size, files, dirs, symlinks, special, reused;
+    uint64_t size, files, dirs, symlinks, special, reused, bytes_read;
 } tree_ctx;
 
 static int read_xattrs(tree_node *n, int fd, const char *what, sm_err *err)
@@ -837,6 +837,7 @@ static int do_file(tree_ctx *tc, int dfd, const char *name, const char *abs, tre
         sha256_final(tc->fsha, n->sha256);
         n->has_sha = 1;
         n->size = size; /* what was read, even if the file grew meanwhile */
+        tc->bytes_read += size;
     }
     tc->size += n->size;
     tc->files++;
@@ -1043,11 +1044,12 @@ int repo_writer_add_tree(repo_writer *w, const char *name, const char *path,
     rj = tree_node_to_json(&root);
     json_array_append_new(
         w->streams,
-        json_pack("{s:s,s:s,s:I,s:s,s:o,s:I,s:I,s:I,s:I,s:I,s:f}", "name", name, "kind", "tree",
-                  "size", (json_int_t)tc.size, "sha256", hex, "root", rj, "files",
+        json_pack("{s:s,s:s,s:I,s:s,s:o,s:I,s:I,s:I,s:I,s:I,s:I,s:f}", "name", name, "kind",
+                  "tree", "size", (json_int_t)tc.size, "sha256", hex, "root", rj, "files",
                   (json_int_t)tc.files, "dirs", (json_int_t)tc.dirs, "symlinks",
                   (json_int_t)tc.symlinks, "special", (json_int_t)tc.special, "files_unchanged",
-                  (json_int_t)tc.reused, "duration_s", sm_mono() - t0));
+                  (json_int_t)tc.reused, "bytes_read", (json_int_t)tc.bytes_read, "duration_s",
+                  sm_mono() - t0));
     report(w, 1);
     rc = 0;
 out:
