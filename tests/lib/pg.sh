@@ -11,11 +11,12 @@
 # or run it:
 #     bash tests/lib/pg.sh start DIR PORT [ARCHIVE_DIR] | stop DIR | status DIR | destroy DIR
 #     bash tests/lib/pg.sh free-port | url PORT [DB] | psql PORT DB [psql args...]
+#   (the CLI's free-port cannot hold its reservation: the reserving shell exits at once)
 #
 # Functions (all return non-zero on failure and print the reason on stderr; stdout carries
 # only the value a function is asked for):
-#   pg_start DIR PORT [ARCHIVE_DIR]  initdb DIR if it has no cluster (from a cached template, so
-#                                    ~0.1 s after the first ~1.5 s), start it on 127.0.0.1:PORT with
+#   pg_start DIR PORT [ARCHIVE_DIR]  initdb DIR if it has no cluster (a copy of a cached template:
+#                                    ~0.4 s in all, ~1.5 s the first time), start it on 127.0.0.1:PORT with
 #                                    its unix socket in DIR.sock and its log in DIR.log (both kept
 #                                    out of DIR, so base backups of DIR stay clean), wait until ready.
 #                                    Already running on PORT: returns 0. Running on another port: 1.
@@ -36,11 +37,12 @@
 #   pg_sockdir DIR                   the socket directory used for DIR
 #
 # Settings (environment): PG_BIN (default /usr/lib/postgresql/15/bin), PG_PORT_MIN, PG_PORT_MAX,
-# PG_LOCK_DIR (default /tmp/supamanager-pg), PG_SUPERUSER (bootstrap superuser of new clusters and
-# the user of pg_url/pg_psql, default postgres; a real Supabase image uses supabase_admin and
-# demotes postgres), PG_INITDB_OPTS (more initdb options), PG_ARCHIVE_COMMAND (%p/%f as in postgresql.conf),
-# PG_EXTRA_OPTS (more "-c name=value" server options), PG_WAL_LEVEL (default logical), PG_FSYNC (default off: fast, and safe for
-# everything short of an OS crash; set on for durability tests).
+# PG_LOCK_DIR (default /tmp/supamanager-pg), PG_SUPERUSER (bootstrap superuser of new clusters
+# and the user of pg_url/pg_psql, default postgres; a real Supabase image uses supabase_admin
+# and demotes postgres), PG_INITDB_OPTS (more initdb options), PG_ARCHIVE_COMMAND (%p/%f as in
+# postgresql.conf), PG_EXTRA_OPTS (more "-c name=value" server options, appended verbatim),
+# PG_WAL_LEVEL (default logical), PG_FSYNC (default off: fast, and safe for everything short
+# of an OS crash; set on for durability tests).
 #
 # PostgreSQL refuses to run as root: as root every server-side command runs as user postgres via
 # runuser, from cwd /, and DIR's parent folders must be traversable by postgres (/tmp is, /root is
@@ -221,7 +223,7 @@ pg_start() {
     parent=$(dirname "$dir")
     mkdir -p "$parent" || return 1
     if [ "$(id -u)" = 0 ] && ! runuser -u postgres -- test -x "$parent" 2>/dev/null; then
-        _pg_err "user postgres cannot reach $parent (use a dir under /tmp)"
+        _pg_err "user postgres cannot reach $parent (chmod 755 it and its parents, e.g. after mktemp -d, or use a dir under /tmp)"
         return 1
     fi
     if [ ! -s "$dir/PG_VERSION" ]; then
