@@ -422,6 +422,9 @@ int repo_index_write(repo *r, crypto_ctx *cc, const uint32_t *packs, size_t n, c
     sm_buf body = SM_BUF_INIT;
     int rc;
 
+    /* the packs listed must be on disk before the index that lists them */
+    if (store_flush(r->st, err) < 0)
+        return -1;
     index_encode(r->idx, packs, n, &body);
     rc = repo_file_save(r, cc, "index", body.data, body.len, id_out, err);
     sm_buf_release(&body);
@@ -444,7 +447,8 @@ int pack_seal_store(repo *r, crypto_ctx *cc, sm_buf *pack, const pack_blob *blob
     sm_buf_put_u32le(pack, (uint32_t)(pack->len - hdr_start));
     crypto_sha256(pack->data, pack->len, id);
     pack_key(key, sizeof(key), id);
-    if (store_put(r->st, key, pack->data, pack->len, err) < 0)
+    /* durable before any index lists it: repo_index_write flushes first */
+    if (store_put_deferred(r->st, key, pack->data, pack->len, err) < 0)
         goto out;
     pn = index_pack_add(r->idx, id);
     for (size_t i = 0; i < n; i++) {

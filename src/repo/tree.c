@@ -389,21 +389,23 @@ out:
     return rc;
 }
 
-void tree_digest_line(sm_buf *out, const char *path, const tree_node *n)
+size_t tree_digest_line_split(sm_buf *out, const char *path, const tree_node *n)
 {
     char hex[65];
     unsigned char d[32];
+    size_t at = SIZE_MAX;
 
+    sm_buf_putf(out, "%c %04o %llu ", node_type_char(n->type), (unsigned)n->mode,
+                (unsigned long long)(n->type == NODE_FILE ? n->size : 0));
     if (n->type == NODE_FILE) {
-        sm_hex(hex, n->sha256, 32);
+        at = out->len;
     } else if (n->type == NODE_SYMLINK) {
         crypto_sha256(n->target, strlen(n->target), d);
         sm_hex(hex, d, 32);
+        sm_buf_puts(out, hex);
     } else {
-        strcpy(hex, "-");
+        sm_buf_puts(out, "-");
     }
-    sm_buf_putf(out, "%c %04o %llu %s", node_type_char(n->type), (unsigned)n->mode,
-                (unsigned long long)(n->type == NODE_FILE ? n->size : 0), hex);
     for (size_t i = 0; i < n->nxattrs; i++) {
         /* only user.* attributes travel between hosts (security.* labels do not) */
         if (strncmp(n->xattrs[i].name, "user.", 5) != 0)
@@ -415,4 +417,21 @@ void tree_digest_line(sm_buf *out, const char *path, const tree_node *n)
     sm_buf_putc(out, ' ');
     sm_buf_puts(out, path);
     sm_buf_putc(out, '\n');
+    return at;
+}
+
+void tree_digest_line(sm_buf *out, const char *path, const tree_node *n)
+{
+    size_t start = out->len;
+    size_t at = tree_digest_line_split(out, path, n);
+    char hex[65];
+
+    if (at == SIZE_MAX)
+        return;
+    (void)start;
+    sm_hex(hex, n->sha256, 32);
+    sm_buf_grow(out, 64, NULL);
+    memmove(out->data + at + 64, out->data + at, out->len - at + 1);
+    memcpy(out->data + at, hex, 64);
+    out->len += 64;
 }

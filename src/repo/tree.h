@@ -86,5 +86,8 @@ int tree_decode(tree *t, const unsigned char *p, size_t n, const char *what, sm_
 /* The digest line of one entry (docs/FORMAT.md, "Tree digest"), fed to the
  * tree's SHA-256 in depth-first, name-sorted order. path is relative. */
 void tree_digest_line(sm_buf *out, const char *path, const tree_node *n);
+/* The same line without a file's hash: returns the offset where its 64 hex
+ * digits belong (SIZE_MAX for entries other than files, whose line is whole). */
+size_t tree_digest_line_split(sm_buf *out, const char *path, const tree_node *n);
 
 #endif

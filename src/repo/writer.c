@@ -1,13 +1,15 @@
 /* The backup pipeline.
  *
- * The calling thread (the producer) reads, chunks and hashes the plaintext
- * (per-stream and per-file SHA-256) and hands chunks to worker threads
- * through a bounded ring. Workers compute the chunk id (HMAC), skip chunks
- * the index already knows, compress, encrypt and append to the open pack;
- * a full pack is sealed and stored by the worker that filled it while the
- * others keep going. The producer reaps jobs in order, so content lists
- * stay in stream order. Memory is bounded by the ring (RING x max chunk)
- * plus at most two packs.
+ * The calling thread (the producer) reads and chunks the plaintext and hands
+ * chunks to worker threads through a bounded ring. Workers compute the chunk
+ * id (HMAC), skip chunks the index already knows, compress, encrypt and
+ * append to the open pack; a full pack is sealed and stored by the worker
+ * that filled it while the others keep going. Everything that must happen
+ * in stream order (the SHA-256 of each stream and file, the tree digest)
+ * runs on one more thread, the hasher, fed by a queue of operations in
+ * producer order. The producer reaps jobs in order, so content lists stay in
+ * stream order. Memory is bounded by the ring (RING x max chunk), the
+ * hasher's queue and at most two packs.
  */
 #include "repo/repo.intern.h"
 
@@ -38,6 +40,7 @@ enum { JOB_FREE = 0, JOB_QUEUED, JOB_DONE };
 typedef struct wjob {
     unsigned char *data;
     size_t len, cap;
+    int hashed; /* the hasher is done with data */
     uint8_t type;
     int have_id;
     blob_id id;
@@ -98,6 +101,16 @@ struct repo_writer {
     sm_err first_err;
     int have_first_err;
 
+    /* the hasher: ordered SHA-256 work */
+    pthread_t hasher;
+    int hasher_on;
+    pthread_mutex_t hmu;
+    pthread_cond_t hcv;  /* ops queued, or stopping */
+    pthread_cond_t hidle; /* the queue drained */
+    struct hop *hq;
+    size_t hq_cap, hq_head, hq_count;
+    int hbusy, hstop;
+
     /* chunking buffer */
     unsigned char *cbuf;
     size_t ccap, cstart, cend;
@@ -108,7 +121,7 @@ struct repo_writer {
     id_list stream_ids;
     sha256_ctx *stream_sha;
     uint64_t stream_size;
-    sha256_ctx *file_sha;
+    unsigned char stream_digest[32];
 
     /* results */
     json_t *streams;
@@ -118,6 +131,122 @@ struct repo_writer {
     const char *cur_stream;
     int committed;
 };
+
+/* ---- the hasher ---- */
+
+enum { HOP_DATA = 0, HOP_FINAL, HOP_LINE };
+
+typedef struct hop {
+    int kind;
+    sha256_ctx *ctx;              /* DATA, FINAL: a stream's or file's; LINE: the digest */
+    wjob *job;                    /* DATA */
+    unsigned char *out;           /* FINAL: receives the 32 bytes */
+    char *line;                   /* LINE: owned, the hash left out at hash_at */
+    size_t line_len, hash_at;     /* hash_at == SIZE_MAX: the line is complete */
+    const unsigned char *sha_src; /* LINE: a file's SHA-256, written by an earlier FINAL */
+} hop;
+
+#define HQ_MAX 65536
+
+static void hop_run(repo_writer *w, hop *h)
+{
+    char hex[65];
+
+    switch (h->kind) {
+    case HOP_DATA:
+        sha256_update(h->ctx, h->job->data, h->job->len);
+        pthread_mutex_lock(&w->mu);
+        h->job->hashed = 1;
+        pthread_cond_broadcast(&w->done_cv);
+        pthread_mutex_unlock(&w->mu);
+        break;
+    case HOP_FINAL:
+        sha256_final(h->ctx, h->out);
+        sha256_free(h->ctx);
+        break;
+    case HOP_LINE:
+        if (h->hash_at == SIZE_MAX) {
+            sha256_update(h->ctx, h->line, h->line_len);
+        } else {
+            sm_hex(hex, h->sha_src, 32);
+            sha256_update(h->ctx, h->line, h->hash_at);
+            sha256_update(h->ctx, hex, 64);
+            sha256_update(h->ctx, h->line + h->hash_at, h->line_len - h->hash_at);
+        }
+        free(h->line);
+        break;
+    }
+}
+
+static void *hasher_main(void *arg)
+{
+    repo_writer *w = arg;
+
+    pthread_mutex_lock(&w->hmu);
+    for (;;) {
+        hop h;
+        while (w->hq_count == 0 && !w->hstop) {
+            w->hbusy = 0;
+            pthread_cond_broadcast(&w->hidle);
+            pthread_cond_wait(&w->hcv, &w->hmu);
+        }
+        if (w->hq_count == 0)
+            break;
+        h = w->hq[w->hq_head];
+        w->hq_head = (w->hq_head + 1) % w->hq_cap;
+        w->hq_count--;
+        w->hbusy = 1;
+        pthread_cond_broadcast(&w->hidle); /* room in the queue */
+        pthread_mutex_unlock(&w->hmu);
+        hop_run(w, &h);
+        pthread_mutex_lock(&w->hmu);
+    }
+    w->hbusy = 0;
+    pthread_cond_broadcast(&w->hidle);
+    pthread_mutex_unlock(&w->hmu);
+    return NULL;
+}
+
+static void hop_push(repo_writer *w, const hop *h)
+{
+    pthread_mutex_lock(&w->hmu);
+    while (w->hq_count == HQ_MAX)
+        pthread_cond_wait(&w->hidle, &w->hmu);
+    if (w->hq_count == w->hq_cap) {
+        size_t ncap = w->hq_cap ? w->hq_cap * 2 : 256;
+        hop *nq = sm_xcalloc(ncap, sizeof(*nq));
+        for (size_t i = 0; i < w->hq_count; i++)
+            nq[i] = w->hq[(w->hq_head + i) % w->hq_cap];
+        free(w->hq);
+        w->hq = nq;
+        w->hq_cap = ncap;
+        w->hq_head = 0;
+    }
+    w->hq[(w->hq_head + w->hq_count) % w->hq_cap] = *h;
+    w->hq_count++;
+    w->hbusy = 1;
+    pthread_cond_signal(&w->hcv);
+    pthread_mutex_unlock(&w->hmu);
+}
+
+/* Waits until every queued hasher operation has run. */
+static void hasher_sync(repo_writer *w)
+{
+    pthread_mutex_lock(&w->hmu);
+    while (w->hq_count > 0 || w->hbusy)
+        pthread_cond_wait(&w->hidle, &w->hmu);
+    pthread_mutex_unlock(&w->hmu);
+}
+
+static void hash_final(repo_writer *w, sha256_ctx *ctx, unsigned char *out)
+{
+    hop h;
+    memset(&h, 0, sizeof(h));
+    h.kind = HOP_FINAL;
+    h.ctx = ctx;
+    h.out = out;
+    hop_push(w, &h);
+}
 
 /* ---- workers ---- */
 
@@ -321,7 +450,7 @@ static int reap_one(repo_writer *w, sm_err *err)
     int failed;
 
     pthread_mutex_lock(&w->mu);
-    while (j->state != JOB_DONE)
+    while (j->state != JOB_DONE || !j->hashed)
         pthread_cond_wait(&w->done_cv, &w->mu);
     failed = j->failed;
     j->state = JOB_FREE;
@@ -348,6 +477,7 @@ static void abandon(repo_writer *w)
     w->failed = 1;
     while (w->ring_count > 0)
         reap_one(w, NULL);
+    hasher_sync(w);
 }
 
 static int drain(repo_writer *w, sm_err *err)
@@ -368,6 +498,7 @@ static wjob *next_job(repo_writer *w, sm_err *err)
         return NULL;
     j = &w->ring[(w->ring_head + w->ring_count) % w->ring_cap];
     j->have_id = 0;
+    j->hashed = 1;
     j->failed = 0;
     j->is_new = 0;
     j->stored = 0;
@@ -410,10 +541,12 @@ static int check_cancel(repo_writer *w, sm_err *err)
     return 0;
 }
 
-/* Emits one data chunk whose id goes to list[slot] or t->nodes[node]. */
-static int emit_chunk(repo_writer *w, const unsigned char *p, size_t n, id_list *list, tree *t,
-                      size_t node, sm_err *err)
+/* Emits one data chunk whose id goes to list[slot] or t->nodes[node]; the
+ * hasher adds it to sha. */
+static int emit_chunk(repo_writer *w, const unsigned char *p, size_t n, sha256_ctx *sha,
+                      id_list *list, tree *t, size_t node, sm_err *err)
 {
+    hop h;
     wjob *j;
 
     if (check_cancel(w, err) < 0)
@@ -434,7 +567,13 @@ static int emit_chunk(repo_writer *w, const unsigned char *p, size_t n, id_list 
         j->node = node;
         j->slot = tn->ncontent++;
     }
+    j->hashed = 0;
     submit(w, j);
+    memset(&h, 0, sizeof(h));
+    h.kind = HOP_DATA;
+    h.ctx = sha;
+    h.job = j;
+    hop_push(w, &h);
     w->bytes_read += n;
     report(w, 0);
     return 0;
@@ -472,8 +611,7 @@ static int cut_chunks(repo_writer *w, int at_eof, sha256_ctx *sha, id_list *list
 
     while (w->cend > w->cstart && (at_eof || w->cend - w->cstart >= cp->max)) {
         size_t n = chunker_cut(w->ch, w->cbuf + w->cstart, w->cend - w->cstart);
-        sha256_update(sha, w->cbuf + w->cstart, n);
-        if (emit_chunk(w, w->cbuf + w->cstart, n, list, t, node, err) < 0)
+        if (emit_chunk(w, w->cbuf + w->cstart, n, sha, list, t, node, err) < 0)
             return -1;
         w->cstart += n;
     }
@@ -587,7 +725,9 @@ int repo_writer_add_fd(repo_writer *w, const char *name, int fd, sm_err *err)
         goto out;
     if (drain(w, err) < 0)
         goto out;
-    sha256_final(sha, d);
+    hash_final(w, sha, d); /* the hasher owns sha now */
+    sha = NULL;
+    hasher_sync(w);
     add_file_stream(w, name, size, d, &ids, t0);
     report(w, 1);
     rc = 0;
@@ -650,7 +790,10 @@ int repo_writer_stream_end(repo_writer *w, sm_err *err)
         return sm_err_set(err, SM_E_INTERNAL, "no stream is open");
     if (cut_chunks(w, 1, w->stream_sha, &w->stream_ids, NULL, 0, err) < 0 || drain(w, err) < 0)
         goto out;
-    sha256_final(w->stream_sha, d);
+    hash_final(w, w->stream_sha, w->stream_digest);
+    w->stream_sha = NULL;
+    hasher_sync(w);
+    memcpy(d, w->stream_digest, 32);
     add_file_stream(w, w->stream_name, w->stream_size, d, &w->stream_ids, w->t_start);
     report(w, 1);
     rc = 0;
@@ -673,10 +816,8 @@ typedef struct tree_ctx {
     repo_writer *w;
     blob_reader br; /* for the parent's trees */
     int have_br;
-    sha256_ctx *digest;
-    sha256_ctx *fsha;
-    sm_buf line;
-    sm_buf path;  /* relative path of the current directory */
+    sha256_ctx *digest; /* the tree digest, updated by the hasher */
+    sm_buf path;        /* relative path of the current directory */
     uint64_t size, files, dirs, symlinks, special, reused, bytes_read;
 } tree_ctx;
 
@@ -788,15 +929,17 @@ static int cmp_names(const void *a, const void *b)
 static int walk_dir(tree_ctx *tc, int dfd, const char *abs, const tree *parent, blob_id *out,
                     sm_err *err);
 
-/* Backs up one regular file into node i of t. */
+/* Backs up one regular file into node i of t; its SHA-256 arrives in slot
+ * (from the hasher: valid after hasher_sync). */
 static int do_file(tree_ctx *tc, int dfd, const char *name, const char *abs, tree *t, size_t i,
-                   const tree_node *prev, sm_err *err)
+                   const tree_node *prev, unsigned char *slot, sm_err *err)
 {
     repo_writer *w = tc->w;
     tree_node *n = &t->nodes[i];
     struct stat sb;
     int fd, rc = -1;
     uint64_t size = 0;
+    sha256_ctx *sha = NULL;
     char *fpath = sm_path_join(abs, name);
 
     fd = openat(dfd, name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NOATIME);
@@ -822,7 +965,7 @@ static int do_file(tree_ctx *tc, int dfd, const char *name, const char *abs, tre
         prev->ctime_s == n->ctime_s && prev->ctime_ns == n->ctime_ns &&
         prev->inode == n->inode) {
         /* unchanged since the parent snapshot: reuse its content, read nothing */
-        memcpy(n->sha256, prev->sha256, 32);
+        memcpy(slot, prev->sha256, 32);
         n->has_sha = 1;
         for (size_t k = 0; k < prev->ncontent; k++)
             tree_node_add_content(n, &prev->content[k]);
@@ -831,10 +974,11 @@ static int do_file(tree_ctx *tc, int dfd, const char *name, const char *abs, tre
         report(w, 0);
     } else {
         posix_fadvise(fd, 0, 0, POSIX_FADV_SEQUENTIAL);
-        sha256_reset(tc->fsha);
-        if (chunk_fd(w, fd, fpath, tc->fsha, NULL, t, i, &size, err) < 0)
+        sha = sha256_new();
+        if (chunk_fd(w, fd, fpath, sha, NULL, t, i, &size, err) < 0)
             goto out;
-        sha256_final(tc->fsha, n->sha256);
+        hash_final(w, sha, slot); /* the hasher owns sha now */
+        sha = NULL;
         n->has_sha = 1;
         n->size = size; /* what was read, even if the file grew meanwhile */
         tc->bytes_read += size;
@@ -844,17 +988,30 @@ static int do_file(tree_ctx *tc, int dfd, const char *name, const char *abs, tre
     w->files_done++;
     rc = 0;
 out:
+    if (sha) {
+        abandon(w); /* the hasher may still hold updates for sha */
+        sha256_free(sha);
+    }
     if (fd >= 0)
         close(fd);
     free(fpath);
     return rc;
 }
 
-static void digest_add(tree_ctx *tc, const char *rel, const tree_node *n)
+/* Queues an entry's digest line; a file's hash is taken from slot when the
+ * hasher gets there (it ran that file's FINAL before). */
+static void digest_add(tree_ctx *tc, const char *rel, const tree_node *n, const unsigned char *slot)
 {
-    sm_buf_reset(&tc->line);
-    tree_digest_line(&tc->line, rel, n);
-    sha256_update(tc->digest, tc->line.data, tc->line.len);
+    sm_buf line = SM_BUF_INIT;
+    hop h;
+
+    memset(&h, 0, sizeof(h));
+    h.kind = HOP_LINE;
+    h.ctx = tc->digest;
+    h.hash_at = tree_digest_line_split(&line, rel, n);
+    h.sha_src = slot;
+    h.line = sm_buf_detach(&line, &h.line_len);
+    hop_push(tc->w, &h);
 }
 
 static int walk_dir(tree_ctx *tc, int dfd, const char *abs, const tree *parent, blob_id *out,
@@ -865,11 +1022,13 @@ static int walk_dir(tree_ctx *tc, int dfd, const char *abs, const tree *parent, 
     char **names = NULL;
     size_t nnames = 0;
     size_t saved_len = tc->path.len;
+    unsigned char (*slots)[32] = NULL; /* file checksums, by node number */
     int rc = -1;
 
     if (names_of(dfd, abs, &names, &nnames, err) < 0)
         return -1;
     qsort(names, nnames, sizeof(*names), cmp_names);
+    slots = sm_xcalloc(nnames ? nnames : 1, 32);
     for (size_t k = 0; k < nnames; k++) {
         const char *name = names[k];
         const tree_node *prev = parent ? tree_find(parent, name) : NULL;
@@ -896,12 +1055,12 @@ static int walk_dir(tree_ctx *tc, int dfd, const char *abs, const tree *parent, 
         fill_stat(n, &sb);
         rel = rel_join(&tc->path, name);
         if (n->type == NODE_FILE) {
-            if (do_file(tc, dfd, name, abs, &t, i, prev, err) < 0) {
+            if (do_file(tc, dfd, name, abs, &t, i, prev, slots[i], err) < 0) {
                 free(rel);
                 goto out;
             }
             n = &t.nodes[i];
-            digest_add(tc, rel, n);
+            digest_add(tc, rel, n, slots[i]);
         } else if (n->type == NODE_SYMLINK) {
             char target[4097];
             ssize_t len = readlinkat(dfd, name, target, sizeof(target) - 1);
@@ -913,7 +1072,7 @@ static int walk_dir(tree_ctx *tc, int dfd, const char *abs, const tree *parent, 
             target[len] = '\0';
             n->target = sm_xstrdup(target);
             tc->symlinks++;
-            digest_add(tc, rel, n);
+            digest_add(tc, rel, n, NULL);
         } else if (n->type == NODE_DIR) {
             int cfd = openat(dfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
             char *cabs = sm_path_join(abs, name);
@@ -929,7 +1088,7 @@ static int walk_dir(tree_ctx *tc, int dfd, const char *abs, const tree *parent, 
             if (fstat(cfd, &sb) == 0)
                 fill_stat(n, &sb);
             r2 = read_xattrs(n, cfd, cabs, err);
-            digest_add(tc, rel, n);
+            digest_add(tc, rel, n, NULL);
             if (r2 == 0 && pn && tc->have_br) {
                 sm_err pe = SM_ERR_INIT;
                 if (tree_load(&tc->br, &pn->subtree, &ptree, &pe) < 0) {
@@ -957,22 +1116,27 @@ static int walk_dir(tree_ctx *tc, int dfd, const char *abs, const tree *parent, 
             tc->dirs++;
         } else {
             tc->special++;
-            digest_add(tc, rel, n);
+            digest_add(tc, rel, n, NULL);
         }
         free(rel);
     }
-    /* the tree blob needs every content id of this directory */
+    /* the tree blob needs every content id and checksum of this directory */
     if (drain(w, err) < 0)
         goto out;
+    hasher_sync(w);
+    for (size_t i = 0; i < t.n; i++)
+        if (t.nodes[i].type == NODE_FILE)
+            memcpy(t.nodes[i].sha256, slots[i], 32);
     if (emit_tree(w, &t, out, err) < 0)
         goto out;
     rc = 0;
 out:
     if (rc < 0)
-        abandon(w); /* jobs in flight point into t */
+        abandon(w); /* jobs and hasher work in flight point into t and slots */
     for (size_t k = 0; k < nnames; k++)
         free(names[k]);
     free(names);
+    free(slots);
     tree_release(&t);
     return rc;
 }
@@ -1005,7 +1169,6 @@ int repo_writer_add_tree(repo_writer *w, const char *name, const char *path,
     }
     tc.w = w;
     tc.digest = sha256_new();
-    tc.fsha = sha256_new();
     w->cur_stream = name;
     if (fstat(dfd, &sb) != 0) {
         sm_err_sys(err, SM_E_IO, "cannot stat '%s'", path);
@@ -1016,7 +1179,7 @@ int repo_writer_add_tree(repo_writer *w, const char *name, const char *path,
     fill_stat(&root, &sb);
     if (read_xattrs(&root, dfd, path, err) < 0)
         goto out;
-    digest_add(&tc, ".", &root);
+    digest_add(&tc, ".", &root, NULL);
     if (parent) {
         json_t *ps = snapshot_stream(parent, name);
         json_t *pr = ps ? json_object_get(ps, "root") : NULL;
@@ -1039,7 +1202,9 @@ int repo_writer_add_tree(repo_writer *w, const char *name, const char *path,
     root.has_subtree = 1;
     if (drain(w, err) < 0)
         goto out;
-    sha256_final(tc.digest, d);
+    hash_final(w, tc.digest, d);
+    tc.digest = NULL;
+    hasher_sync(w);
     sm_hex(hex, d, 32);
     rj = tree_node_to_json(&root);
     json_array_append_new(
@@ -1059,9 +1224,10 @@ out:
     tree_node_release(&root);
     if (tc.have_br)
         blob_reader_release(&tc.br);
-    sha256_free(tc.digest);
-    sha256_free(tc.fsha);
-    sm_buf_release(&tc.line);
+    if (tc.digest) {
+        abandon(w);
+        sha256_free(tc.digest);
+    }
     sm_buf_release(&tc.path);
     if (dfd >= 0)
         close(dfd);
@@ -1095,6 +1261,9 @@ int repo_writer_new(repo_writer **out, repo *r, const repo_writer_opts *o, sm_er
     pthread_mutex_init(&w->pk_mu, NULL);
     pthread_cond_init(&w->pk_cv, NULL);
     pthread_mutex_init(&w->meta_mu, NULL);
+    pthread_mutex_init(&w->hmu, NULL);
+    pthread_cond_init(&w->hcv, NULL);
+    pthread_cond_init(&w->hidle, NULL);
     w->nworkers = repo_threads(w->o.threads);
     w->ring_cap = (size_t)w->nworkers * 2 + 2;
     w->ring = sm_xcalloc(w->ring_cap, sizeof(*w->ring));
@@ -1113,6 +1282,11 @@ int repo_writer_new(repo_writer **out, repo *r, const repo_writer_opts *o, sm_er
             return sm_err_sys(err, SM_E_INTERNAL, "cannot start a backup thread");
         }
     }
+    if (pthread_create(&w->hasher, NULL, hasher_main, w) != 0) {
+        repo_writer_free(w);
+        return sm_err_sys(err, SM_E_INTERNAL, "cannot start the hashing thread");
+    }
+    w->hasher_on = 1;
     w->t_start = sm_mono();
     *out = w;
     return 0;
@@ -1217,6 +1391,14 @@ void repo_writer_free(repo_writer *w)
     w->stopping = 1;
     pthread_cond_broadcast(&w->work_cv);
     pthread_mutex_unlock(&w->mu);
+    if (w->hasher_on) {
+        pthread_mutex_lock(&w->hmu);
+        w->hstop = 1;
+        pthread_cond_broadcast(&w->hcv);
+        pthread_mutex_unlock(&w->hmu);
+        pthread_join(w->hasher, NULL);
+        w->hasher_on = 0;
+    }
     for (int i = 0; i < w->nworkers; i++) {
         pthread_join(w->workers[i].th, NULL);
         crypto_ctx_free(w->workers[i].cc);
@@ -1250,5 +1432,9 @@ void repo_writer_free(repo_writer *w)
     pthread_mutex_destroy(&w->pk_mu);
     pthread_cond_destroy(&w->pk_cv);
     pthread_mutex_destroy(&w->meta_mu);
+    pthread_mutex_destroy(&w->hmu);
+    pthread_cond_destroy(&w->hcv);
+    pthread_cond_destroy(&w->hidle);
+    free(w->hq);
     free(w);
 }

@@ -6,6 +6,7 @@
 #include "core/mem.h"
 
 #include <dirent.h>
+#include <pthread.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -18,6 +19,10 @@
 
 typedef struct local_store {
     char *root;
+    /* deferred puts: files (and their directories) to fsync at flush */
+    pthread_mutex_t mu;
+    char **pending;
+    size_t npending, cappending;
 } local_store;
 
 static char *key_path(const store *st, const char *key)
@@ -31,6 +36,98 @@ static int local_put(store *st, const char *key, const void *data, size_t len, s
     char *path = key_path(st, key);
     int rc = sm_write_file_atomic(path, data, len, 0, err);
     free(path);
+    return rc;
+}
+
+/* Writes the file (temporary name, rename) without waiting for the disk;
+ * writeback starts at once and local_flush waits for it. */
+static int local_put_deferred(store *st, const char *key, const void *data, size_t len,
+                              sm_err *err)
+{
+    local_store *ls = st->impl;
+    char *path = key_path(st, key);
+    char *tmp = sm_xasprintf("%s.tmp.%ld.%lx", path, (long)getpid(), (unsigned long)random());
+    const char *slash = strrchr(path, '/');
+    int fd = -1, rc = -1;
+
+    if (slash) {
+        char *dir = sm_xstrndup(path, (size_t)(slash - path));
+        int r = sm_is_dir(dir) ? 0 : sm_mkdir_p(dir, 0700, err);
+        free(dir);
+        if (r < 0)
+            goto out;
+    }
+    fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+    if (fd < 0) {
+        sm_err_sys(err, SM_E_IO, "cannot create '%s'", tmp);
+        goto out;
+    }
+    if (sm_write_all(fd, data, len, tmp, err) < 0)
+        goto out;
+    sync_file_range(fd, 0, 0, SYNC_FILE_RANGE_WRITE);
+    if (close(fd) != 0) {
+        fd = -1;
+        sm_err_sys(err, SM_E_IO, "cannot close '%s'", tmp);
+        goto out;
+    }
+    fd = -1;
+    if (rename(tmp, path) != 0) {
+        sm_err_sys(err, SM_E_IO, "cannot rename '%s' to '%s'", tmp, path);
+        goto out;
+    }
+    pthread_mutex_lock(&ls->mu);
+    SM_GROW(ls->pending, ls->cappending, ls->npending + 1);
+    ls->pending[ls->npending++] = path;
+    path = NULL;
+    pthread_mutex_unlock(&ls->mu);
+    rc = 0;
+out:
+    if (fd >= 0)
+        close(fd);
+    if (rc < 0)
+        unlink(tmp);
+    free(tmp);
+    free(path);
+    return rc;
+}
+
+static int cmp_str(const void *a, const void *b)
+{
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+static int local_flush(store *st, sm_err *err)
+{
+    local_store *ls = st->impl;
+    char **v;
+    size_t n;
+    int rc = 0;
+
+    pthread_mutex_lock(&ls->mu);
+    v = ls->pending;
+    n = ls->npending;
+    ls->pending = NULL;
+    ls->npending = ls->cappending = 0;
+    pthread_mutex_unlock(&ls->mu);
+    qsort(v, n, sizeof(*v), cmp_str);
+    for (size_t i = 0; i < n && rc == 0; i++) {
+        int fd = open(v[i], O_RDONLY | O_CLOEXEC);
+        if (fd < 0 || fsync(fd) != 0)
+            rc = sm_err_sys(err, SM_E_IO, "cannot fsync '%s'", v[i]);
+        if (fd >= 0)
+            close(fd);
+        /* one directory fsync per directory (the list is sorted) */
+        if (rc == 0) {
+            const char *slash = strrchr(v[i], '/');
+            const char *next = i + 1 < n ? strrchr(v[i + 1], '/') : NULL;
+            size_t dl = slash ? (size_t)(slash - v[i]) : 0;
+            if (!next || (size_t)(next - v[i + 1]) != dl || strncmp(v[i], v[i + 1], dl) != 0)
+                rc = sm_fsync_dir(v[i], 1, err);
+        }
+    }
+    for (size_t i = 0; i < n; i++)
+        free(v[i]);
+    free(v);
     return rc;
 }
 
@@ -248,6 +345,10 @@ static int local_free_space(store *st, uint64_t *bytes, sm_err *err)
 static void local_free(store *st)
 {
     local_store *ls = st->impl;
+    for (size_t i = 0; i < ls->npending; i++)
+        free(ls->pending[i]);
+    free(ls->pending);
+    pthread_mutex_destroy(&ls->mu);
     free(ls->root);
     free(ls);
     free(st->location);
@@ -256,6 +357,8 @@ static void local_free(store *st)
 
 static const store_ops local_ops = {
     .put = local_put,
+    .put_deferred = local_put_deferred,
+    .flush = local_flush,
     .get = local_get,
     .stat = local_stat,
     .list = local_list,
@@ -287,6 +390,7 @@ int store_local_open(store **out, const char *dir, sm_err *err)
         root[--n] = '\0';
     ls = sm_xcalloc(1, sizeof(*ls));
     ls->root = root;
+    pthread_mutex_init(&ls->mu, NULL);
     st = sm_xcalloc(1, sizeof(*st));
     st->ops = &local_ops;
     st->impl = ls;

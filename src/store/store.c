@@ -54,6 +54,20 @@ int store_put(store *st, const char *key, const void *data, size_t len, sm_err *
     return st->ops->put(st, key, data, len, err);
 }
 
+int store_put_deferred(store *st, const char *key, const void *data, size_t len, sm_err *err)
+{
+    if (store_key_check(key, err) < 0)
+        return -1;
+    if (!st->ops->put_deferred)
+        return st->ops->put(st, key, data, len, err);
+    return st->ops->put_deferred(st, key, data, len, err);
+}
+
+int store_flush(store *st, sm_err *err)
+{
+    return st->ops->flush ? st->ops->flush(st, err) : 0;
+}
+
 int store_get(store *st, const char *key, uint64_t off, uint64_t len, sm_buf *out, sm_err *err)
 {
     if (store_key_check(key, err) < 0)

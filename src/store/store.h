@@ -38,6 +38,14 @@ void store_free(store *st);
  * crash; a crash during the call leaves either nothing or the whole object. */
 int store_put(store *st, const char *key, const void *data, size_t len, sm_err *err);
 
+/* Like store_put, but durability may be deferred until store_flush: the
+ * object is complete or absent after a crash, but may be absent even though
+ * the call returned. Used for packs, which are flushed before the index that
+ * lists them is written. */
+int store_put_deferred(store *st, const char *key, const void *data, size_t len, sm_err *err);
+/* Makes every deferred put of this store durable. */
+int store_flush(store *st, sm_err *err);
+
 /* Reads len bytes from offset off (len 0 = to the end) into out (replacing
  * its content). A missing object fails with SM_E_NOTFOUND; a short object
  * fails with SM_E_CORRUPT. */
