@@ -12,7 +12,9 @@ export LC_ALL=C
 
 # Row counts at SCALE 1 (about 1 GB of plain pg_dump output in total).
 declare -A BENCH_ROWS=([users]=250000 [orders]=1500000 [posts]=120000 [events]=650000 [attachments]=14000)
+# shellcheck disable=SC2034 # used by the scripts that source this file
 BENCH_TABLES=(users orders posts events attachments)
+# shellcheck disable=SC2034
 declare -A BENCH_QTABLE=([users]=auth.users [orders]=public.orders [posts]=public.posts
 	[events]=public.events [attachments]=public.attachments)
 

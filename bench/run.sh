@@ -19,6 +19,7 @@
 #   BENCH_KEEP_DATA=1      keep the generated dataset in BENCH_DIR/data for the next run (default 1)
 #   BENCH_RESULTS=dir      where reports go (default bench/results)
 #   BENCH_HASH_TARGET=0.8  "dump at hashing speed" passes at this fraction of 1-core SHA-256
+#   BENCH_GEN_VACUUM=1     vacuum the generated tables (appended rows then scatter; see gen-dataset.sh)
 # Needs root (PostgreSQL via runuser, drop_caches), restic, borg, zstd, openssl,
 # GNU tar, /usr/bin/time, cc, postgresql-15.  It is a benchmark: never part of the tests.
 set -euo pipefail
@@ -55,6 +56,7 @@ chmod 755 "$BENCH_DIR"
 pg_check_dir "$BENCH_DIR"
 exec 9>"$BENCH_DIR/.lock"
 flock -n 9 || die "another benchmark run holds $BENCH_DIR/.lock"
+rm -rf "$WORK" # leftovers of an interrupted run
 
 cleanup() {
 	pg_stop "$DATA"
@@ -71,7 +73,7 @@ nums() { local v; for v; do [[ $v =~ ^-?[0-9]+(\.[0-9]+)?(e[-+]?[0-9]+)?$ ]] || 
 mb() { nums "${1:-}" && calc "$1 / 1e6" 1 || echo "—"; }
 rate() { nums "${1:-}" "${2:-}" && awk -v b="$1" -v s="$2" 'BEGIN { if (s > 0) printf "%.0f", b / s / 1e6; else print "—" }' || echo "—"; }
 pct() { nums "${1:-}" "${2:-}" && awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.1f %%", 100 * a / b; else print "—" }' || echo "—"; }
-ratio() { nums "${1:-}" "${2:-}" && awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "—" }' || echo "—"; }
+ratio() { nums "${1:-}" "${2:-}" && awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf (a / b < 0.1 ? "%.4f" : "%.2f"), a / b; else print "—" }' || echo "—"; }
 sec() { nums "${1:-}" && calc "$1" 2 || echo "—"; }
 numbers() { printf '%s\n' "$@" | awk '/^[0-9]+(\.[0-9]+)?$/'; }
 median() { numbers "$@" | sort -g | awk '{ v[NR] = $1 } END { if (NR) print (NR % 2 ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2) }'; }
@@ -136,7 +138,7 @@ mrec openssl_version "$(ver openssl version)"
 mrec tar_version "$(ver tar --version)"
 mrec postgres_version "$(ver "$PG_BIN/postgres" --version)"
 mrec pg_dump_version "$(ver "$PG_BIN/pg_dump" --version)"
-mrec git_commit "$(git -C "$REPO_ROOT" rev-parse --short HEAD 2>/dev/null || echo none)"
+mrec git_commit "$(git -C "$REPO_ROOT" rev-parse --short HEAD 2>/dev/null || echo "none yet")$([ -z "$(git -C "$REPO_ROOT" status --porcelain -- src 2>/dev/null | head -1)" ] || echo ' (src/ has uncommitted changes)')"
 
 TOOLS=()
 for t in $BENCH_TOOLS; do
@@ -144,6 +146,12 @@ for t in $BENCH_TOOLS; do
 	supamanager)
 		if [ -x "$SUPAMANAGER" ]; then
 			TOOLS+=(supamanager)
+			# run a pinned copy: a rebuild during the run must not change the binary under test
+			mkdir -p "$WORK"
+			cp "$SUPAMANAGER" "$WORK/supamanager.bin"
+			mrec supamanager_path "$SUPAMANAGER"
+			mrec supamanager_sha256 "$(sha256sum "$SUPAMANAGER" | cut -c1-64)"
+			SUPAMANAGER=$WORK/supamanager.bin
 			mrec supamanager_version "$(ver "$SUPAMANAGER" --version)"
 		else
 			NOTE[supamanager]="skipped: engine binary not found at $SUPAMANAGER (set SUPAMANAGER=...)"
@@ -155,12 +163,12 @@ for t in $BENCH_TOOLS; do
 	*) die "unknown tool $t" ;;
 	esac
 done
-SCENARIOS=($BENCH_SCENARIOS)
+read -ra SCENARIOS <<<"$BENCH_SCENARIOS"
 for s in "${SCENARIOS[@]}"; do case $s in files1 | append1 | update1) ;; *) die "unknown scenario $s" ;; esac; done
 RESTORE_SC=${SCENARIOS[0]}
 
 # ------------------------------------------------------------------ dataset
-GEN_STAMP="$SCALE $(cat "$BENCH_HOME/benchgen.c" "$BENCH_HOME/gen-dataset.sh" "$BENCH_HOME/lib.sh" | sha256sum | cut -c1-16)"
+GEN_STAMP="$SCALE ${BENCH_GEN_VACUUM:-0} $(cat "$BENCH_HOME/benchgen.c" "$BENCH_HOME/gen-dataset.sh" "$BENCH_HOME/lib.sh" | sha256sum | cut -c1-16)"
 if [ "$(cat "$DATA/.stamp" 2>/dev/null)" != "$GEN_STAMP" ]; then
 	say "generating dataset (scale $SCALE)"
 	t0=$EPOCHREALTIME
@@ -332,13 +340,16 @@ restored_tree() {
 
 record() { # scenario tool step part seconds sync input repo added rss status
 	local k="$1|$2|$3|$4"
-	R[$k|s]=$5 R[$k|sync]=$6 R[$k|in]=$7 R[$k|repo]=$8 R[$k|added]=$9 R[$k|rss]=${10} R[$k|st]=${11}
-	echo "$1,$2,$3,$4,$5,$6,$7,$8,$9,${10},${11}" >>"$CSV"
+	echo "$1,$2,$3,$4,$5,$6,$7,$8,$9,${10},\"${11}\"" >>"$CSV"
+	R[$k|st]=${11}
+	# the report only uses steps that worked (a restore that ran but did not verify still counts)
+	case ${11} in FAIL | skipped) return 0 ;; esac
+	R[$k|s]=$5 R[$k|sync]=$6 R[$k|in]=$7 R[$k|repo]=$8 R[$k|added]=$9 R[$k|rss]=${10}
 }
 
 # backup_step SC TOOL STEP(first|second) PART INPUT TAG
 backup_step() {
-	local sc=$1 t=$2 step=$3 part=$4 in=$5 tag=$6 d=$WORK/$sc/$2 name before after insize
+	local sc=$1 t=$2 step=$3 part=$4 in=$5 tag=$6 d=$WORK/$1/$2 name before after insize
 	name=$sc-$t-$step-$part
 	[ -z "${FAILED[$sc|$t]:-}" ] || { record "$sc" "$t" "$step" "$part" "" "" "" "" "" "" skipped; return 0; }
 	before=$(dusize "$d/repo")
@@ -438,7 +449,7 @@ for sc in "${SCENARIOS[@]}"; do
 	for t in "${TOOLS[@]}"; do
 		[ "$t" != supamanager ] || [ -n "${FAILED[$sc|$t]:-}" ] ||
 			"$SUPAMANAGER" repo stats --repo "$WORK/$sc/$t/repo" --json >"$LOGDIR/$sc-$t-stats.json" 2>&1 || true
-		rm -rf "$WORK/$sc/$t"
+		rm -rf "${WORK:?}/$sc/$t"
 	done
 	[ "$DUMP1" = "$DUMP0" ] || rm -f "$DUMP1"
 done
@@ -463,6 +474,7 @@ for t in "${TOOLS[@]}"; do
 		done
 		if [ "$f" = rss ]; then F[$t|$f]=$(maxnum "${vals[@]}")
 		else F[$t|$f]=$(median "${vals[@]}"); fi
+		[ "$f" != total ] || F[$t|spread]=$(numbers "${vals[@]}" | sort -g | awk 'NR == 1 { a = $1 } { b = $1 } END { if (NR > 1) printf "%.2f–%.2f", a, b }')
 	done
 	# peak RSS over every step of the tool
 	vals=()
@@ -485,7 +497,7 @@ ROW() { local IFS='|'; echo "|$*|"; }
 	echo
 	echo "| item | value |"
 	echo "|---|---|"
-	for k in date uname os cpu cores memory filesystem git_commit supamanager_version restic_version borg_version zstd_version openssl_version tar_version postgres_version pg_dump_version; do
+	for k in date uname os cpu cores memory filesystem git_commit supamanager_path supamanager_version supamanager_sha256 restic_version borg_version zstd_version openssl_version tar_version postgres_version pg_dump_version; do
 		echo "| $k | ${M[$k]:-} |"
 	done
 	echo
@@ -521,12 +533,14 @@ ROW() { local IFS='|'; echo "|$*|"; }
 	echo "| \`pg_dump -Fc > file\` | $(sec "${M[pg_dump_custom_seconds]}") | $(rate "${M[dump_bytes]}" "${M[pg_dump_custom_seconds]}") | $(mb "${M[pg_dump_custom_bytes]}") MB file, peak RSS $(fmt_rss "${M[pg_dump_custom_rss_kb]}") MB |"
 	echo "| \`pg_restore -j2\` from that file into a new database | $(sec "${M[pg_restore_j2_seconds]}") | $(rate "${M[dump_bytes]}" "${M[pg_restore_j2_seconds]}") | ok=${M[pg_restore_ok]} |"
 	echo
-	echo "## First backup (median of ${#SCENARIOS[@]} runs, one per scenario)"
+	echo "## First backup (median of ${#SCENARIOS[@]} run(s), one per scenario)"
 	echo
-	echo "| tool | dump s | tree s | total s | MB/s | % of backup ceiling | repo MB | repo / input | peak RSS MB |"
-	echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|"
+	echo "Medians are taken per column, so dump + tree need not add up to the total. Range = fastest–slowest total."
+	echo
+	echo "| tool | dump s | tree s | total s | range s | MB/s | % of backup ceiling | repo MB | repo / input | peak RSS MB |"
+	echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
 	for t in "${TOOLS[@]}"; do
-		ROW " $t " " $(sec "${F[$t|dump]}") " " $(sec "${F[$t|tree]}") " " $(sec "${F[$t|total]}") " \
+		ROW " $t " " $(sec "${F[$t|dump]}") " " $(sec "${F[$t|tree]}") " " $(sec "${F[$t|total]}") " " ${F[$t|spread]:-—} " \
 			" $(rate "$INPUT0" "${F[$t|total]}") " " $(pct "$(rate "$INPUT0" "${F[$t|total]}")" "$BK_CEIL") " \
 			" $(mb "${F[$t|repo]}") " " $(ratio "${F[$t|repo]}" "$INPUT0") " " $(fmt_rss "${F[$t|rss]}") "
 	done
@@ -608,7 +622,9 @@ ROW() { local IFS='|'; echo "|$*|"; }
 	for i in 0 1 2 3 4 5 6 7; do
 		line="| ${names[$i]} | ${ops[$i]} ${thr[$i]} |"
 		for t in "${TOOLS[@]}"; do line="$line $(cut -d'|' -f$((i + 1)) <<<"${FG[$t]}") |"; done
-		if [ -n "${FG[supamanager]:-}" ]; then
+		if [ -n "${FG[supamanager]:-}" ] && [ "$i" = 7 ] && [ -n "$(for k in "${!FAILED[@]}"; do [[ $k == *"|supamanager" ]] && echo x; done)" ]; then
+			line="$line n/a (some steps failed) |"
+		elif [ -n "${FG[supamanager]:-}" ]; then
 			line="$line **$(verdict "$(cut -d'|' -f$((i + 1)) <<<"${FG[supamanager]}")" "${ops[$i]}" "${thr[$i]}")** |"
 		else
 			line="$line n/a (engine not run) |"
@@ -622,7 +638,7 @@ ROW() { local IFS='|'; echo "|$*|"; }
 	for k in "${!FAILED[@]}"; do echo "- ${k/|/ \/ }: ${FAILED[$k]}"; n=$((n + 1)); done
 	[ -z "${NOTE[supamanager]:-}" ] || { echo "- supamanager ${NOTE[supamanager]}"; n=$((n + 1)); }
 	[ "$n" -gt 0 ] || echo "- none"
-	echo "- tar baseline: second tree backup is a GNU tar --listed-incremental level 1; its dump part is a full copy every time; restore extracts level 0 then level 1."
+	[[ " ${TOOLS[*]} " != *" tar "* ]] || echo "- tar baseline: second tree backup is a GNU tar --listed-incremental level 1; its dump part is a full copy every time; restore extracts level 0 then level 1."
 	echo "- restic and borg back up the dump (stdin) and the tree as two snapshots/archives; so does supamanager here (database=- and storage=DIR), so each part is timed on its own."
 } >"$MD"
 say "done in $(calc "${M[run_seconds]} / 60" 1) min: $MD"
