@@ -213,7 +213,8 @@ static int repo_backup_cmd(int argc, char **argv)
     repo_writer *w = NULL;
     snapshot *parent = NULL;
     json_t *tags = json_array();
-    const char *parent_ref = "latest";
+    const char *parent_ref = NULL; /* default: per tree stream, the newest snapshot holding it */
+    int no_parent = 0;
     repo_writer_opts wo;
     cli_progress prog;
     uint64_t size_hint = 0;
@@ -232,7 +233,7 @@ static int repo_backup_cmd(int argc, char **argv)
         switch (opt) {
         case OPT_TAG: json_array_append_new(tags, json_string(optarg)); break;
         case OPT_PARENT: parent_ref = optarg; break;
-        case OPT_NO_PARENT: parent_ref = NULL; break;
+        case OPT_NO_PARENT: no_parent = 1; break;
         case OPT_SIZE_HINT:
             if (sm_parse_size(optarg, &size_hint) < 0) {
                 json_decref(tags);
@@ -255,11 +256,8 @@ static int repo_backup_cmd(int argc, char **argv)
     cli_install_signals();
     if (open_repo(&c, &st, &r, 1, "backup", &err) < 0)
         goto fail;
-    if (parent_ref && repo_snapshot_load(r, parent_ref, &parent, &err) < 0) {
-        if (err.code != SM_E_NOTFOUND || strcmp(parent_ref, "latest") != 0)
-            goto fail;
-        sm_err_clear(&err); /* the first snapshot has no parent */
-    }
+    if (parent_ref && !no_parent && repo_snapshot_load(r, parent_ref, &parent, &err) < 0)
+        goto fail;
     cli_progress_init(&prog, c.json);
     wo.progress = cli_progress_cb;
     wo.progress_ud = &prog;
@@ -279,7 +277,14 @@ static int repo_backup_cmd(int argc, char **argv)
             r2 = sm_err_sys(&err, errno == ENOENT ? SM_E_NOTFOUND : SM_E_IO, "cannot read '%s'",
                             path);
         } else if (S_ISDIR(sb.st_mode)) {
-            r2 = repo_writer_add_tree(w, name, path, parent, &err);
+            snapshot *auto_parent = NULL;
+            if (!parent && !no_parent &&
+                repo_snapshot_latest_with(r, name, &auto_parent, &err) < 0) {
+                free(name);
+                goto fail;
+            }
+            r2 = repo_writer_add_tree(w, name, path, parent ? parent : auto_parent, &err);
+            snapshot_free(auto_parent);
         } else {
             int fd = open(path, O_RDONLY | O_CLOEXEC);
             if (fd < 0) {

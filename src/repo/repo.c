@@ -745,6 +745,29 @@ out:
     return rc;
 }
 
+int repo_snapshot_latest_with(repo *r, const char *stream, snapshot **out, sm_err *err)
+{
+    snapshot **all = NULL;
+    size_t n = 0;
+    int rc = 1;
+
+    *out = NULL;
+    if (repo_snapshots(r, &all, &n, err) < 0)
+        return -1;
+    for (size_t i = n; i-- > 0;) {
+        json_t *st = snapshot_stream(all[i], stream);
+        const char *kind = st ? json_string_value(json_object_get(st, "kind")) : NULL;
+        if (kind && !strcmp(kind, "tree")) {
+            *out = all[i];
+            all[i] = NULL;
+            rc = 0;
+            break;
+        }
+    }
+    repo_snapshots_free(all, n);
+    return rc;
+}
+
 /* ---- stats ---- */
 
 typedef struct size_sum {

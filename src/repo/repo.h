@@ -100,6 +100,9 @@ int repo_snapshots(repo *r, snapshot ***out, size_t *n, sm_err *err);
 void repo_snapshots_free(snapshot **s, size_t n);
 /* Loads one by id, unique prefix or "latest". SM_E_NOTFOUND if none. */
 int repo_snapshot_load(repo *r, const char *ref, snapshot **out, sm_err *err);
+/* The newest snapshot holding a tree stream of that name (the natural
+ * parent of an incremental tree backup): 0, or 1 when there is none. */
+int repo_snapshot_latest_with(repo *r, const char *stream, snapshot **out, sm_err *err);
 void snapshot_free(snapshot *s);
 const char *snapshot_id(const snapshot *s);
 time_t snapshot_time(const snapshot *s);

@@ -88,6 +88,7 @@ struct repo_writer {
     pthread_mutex_t pk_mu;
     pthread_cond_t pk_cv;
     sm_buf pack;
+    sm_buf spare; /* the buffer of the last stored pack, for the next one */
     pack_blob *pblobs;
     size_t npblobs, cappblobs;
     int uploading;
@@ -305,6 +306,17 @@ static int pack_add(repo_writer *w, worker *wk, const blob_id *id, uint8_t type,
     /* while a pack is being stored, let the open one grow only to its limit */
     while (w->uploading && w->pack.len + slen >= w->r->pack_size)
         pthread_cond_wait(&w->pk_cv, &w->pk_mu);
+    if (w->pack.cap == 0) {
+        /* a buffer kept from the last stored pack, or one sized once: no
+         * regrowth, no fresh pages to fault in for every pack */
+        if (w->spare.cap) {
+            w->pack = w->spare;
+            w->spare = (sm_buf)SM_BUF_INIT;
+            sm_buf_reset(&w->pack);
+        } else {
+            sm_buf_grow(&w->pack, (size_t)w->r->pack_size + w->ccap + 4096, NULL);
+        }
+    }
     SM_GROW(w->pblobs, w->cappblobs, w->npblobs + 1);
     b = &w->pblobs[w->npblobs++];
     b->id = *id;
@@ -324,9 +336,12 @@ static int pack_add(repo_writer *w, worker *wk, const blob_id *id, uint8_t type,
         w->uploading = 1;
         pthread_mutex_unlock(&w->pk_mu);
         rc = upload_pack(w, wk->cc, &full, blobs, n, err);
-        sm_buf_release(&full);
         free(blobs);
         pthread_mutex_lock(&w->pk_mu);
+        if (!w->spare.cap)
+            w->spare = full;
+        else
+            sm_buf_release(&full);
         w->uploading = 0;
         pthread_cond_broadcast(&w->pk_cv);
     }
@@ -623,7 +638,7 @@ static int cut_chunks(repo_writer *w, int at_eof, sha256_ctx *sha, id_list *list
 /* Makes room at the end of the chunk buffer for more input. */
 static void compact(repo_writer *w)
 {
-    if (w->cstart > 0 && w->ccap - w->cend < w->ccap / 2) {
+    if (w->cstart > 0 && w->ccap - w->cend < w->ccap / 4) {
         memmove(w->cbuf, w->cbuf + w->cstart, w->cend - w->cstart);
         w->cend -= w->cstart;
         w->cstart = 0;
@@ -1251,7 +1266,7 @@ int repo_writer_new(repo_writer **out, repo *r, const repo_writer_opts *o, sm_er
         w->o = *o;
     w->ch = chunker_new(&r->cp, r->keys.chunker);
     cp = chunker_get_params(w->ch);
-    w->ccap = (size_t)cp->max * 2;
+    w->ccap = (size_t)cp->max * 4; /* refills move at most a quarter of it */
     w->cbuf = sm_xmalloc(w->ccap);
     w->cc = crypto_ctx_new(&r->keys);
     w->streams = json_array();
@@ -1417,6 +1432,7 @@ void repo_writer_free(repo_writer *w)
     free(w->queue);
     free(w->workers);
     sm_buf_release(&w->pack);
+    sm_buf_release(&w->spare);
     free(w->pblobs);
     free(w->unindexed);
     free(w->cbuf);

@@ -45,6 +45,14 @@ smr backup --json tree="$T/src" >"$T/b3.json" 2>/dev/null || fail "backup 3"
 [ "$(field "$T/b3.json" bytes_read)" = "$(stat -c %s "$f3")" ] || fail "a replaced inode was not read again"
 ok "a new inode is read again"
 
+# the parent is the newest snapshot holding this tree stream, even when
+# snapshots of other streams (a database dump) came in between
+echo "a dump" | smr backup db=- >/dev/null 2>&1 || fail "dump-only backup"
+smr backup --json tree="$T/src" >"$T/b3b.json" 2>/dev/null || fail "backup 3b"
+[ "$(field "$T/b3b.json" files_unchanged)" = "$nfiles" ] && [ "$(field "$T/b3b.json" bytes_read)" = 0 ] ||
+  fail "a dump-only snapshot in between broke the parent: $(field "$T/b3b.json" files_unchanged) unchanged"
+ok "the parent is found past snapshots of other streams"
+
 # --no-parent reads everything; a parent without the stream gives no reuse
 smr backup --json --no-parent tree="$T/src" >"$T/b4.json" 2>/dev/null || fail "backup 4"
 [ "$(field "$T/b4.json" files_unchanged)" = 0 ] || fail "--no-parent reused files"
