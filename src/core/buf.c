@@ -165,7 +165,7 @@ const char *sm_buf_str(const sm_buf *b)
 
 int sm_get_u8(const unsigned char *p, size_t len, size_t *off, uint8_t *v)
 {
-    if (*off + 1 > len)
+    if (*off >= len)
         return -1;
     *v = p[*off];
     *off += 1;

@@ -2,6 +2,8 @@
 
 #include "core/mem.h"
 
+#include <ctype.h>
+#include <errno.h>
 #include <openssl/evp.h>
 #include <openssl/rand.h>
 #include <stdio.h>
@@ -68,6 +70,19 @@ int sm_b64_decode(sm_buf *out, const char *s, sm_err *err)
         pad++;
     if (len >= 2 && s[len - 2] == '=')
         pad++;
+    if ((size_t)n < (size_t)pad)
+        return sm_err_set(err, SM_E_INVALID, "invalid base64 text");
+    {
+        /* EVP_DecodeBlock is lenient about padding: accept only the
+         * canonical encoding of what it decoded */
+        char *again = sm_b64_encode(out->data + out->len, (size_t)n - (size_t)pad);
+        int same = strcmp(again, s) == 0;
+        free(again);
+        if (!same) {
+            out->data[out->len] = '\0';
+            return sm_err_set(err, SM_E_INVALID, "invalid base64 text");
+        }
+    }
     out->len += (size_t)n - (size_t)pad;
     out->data[out->len] = '\0';
     return 0;
@@ -138,16 +153,21 @@ int sm_time_parse_iso(const char *s, time_t *t)
     } else if (*rest == '+' || *rest == '-') {
         off_sign = *rest == '+' ? 1 : -1;
         rest++;
-        if (sscanf(rest, "%2d", &oh) != 1)
+        /* exactly two digits of hours, then optionally [:]two digits of minutes */
+        if (!isdigit((unsigned char)rest[0]) || !isdigit((unsigned char)rest[1]))
             return -1;
+        oh = (rest[0] - '0') * 10 + (rest[1] - '0');
         rest += 2;
         if (*rest == ':')
             rest++;
-        if (*rest >= '0' && *rest <= '9') {
-            if (sscanf(rest, "%2d", &om) != 1)
+        if (*rest) {
+            if (!isdigit((unsigned char)rest[0]) || !isdigit((unsigned char)rest[1]))
                 return -1;
+            om = (rest[0] - '0') * 10 + (rest[1] - '0');
             rest += 2;
         }
+        if (oh > 23 || om > 59)
+            return -1;
     }
     if (*rest != '\0')
         return -1;
@@ -161,7 +181,8 @@ void sm_human_bytes(char *out, size_t cap, uint64_t n)
     double v = (double)n;
     int u = 0;
 
-    while (v >= 1000.0 && u < 5) {
+    /* 999999 is "1.0 MB", not "1000.0 kB": decide after rounding */
+    while (v >= 999.95 && u < 5 && (u > 0 || n >= 1000)) {
         v /= 1000.0;
         u++;
     }
@@ -177,10 +198,11 @@ int sm_parse_size(const char *s, uint64_t *out)
     unsigned long long v;
     uint64_t mul = 1;
 
-    if (!s || !*s || *s == '-')
+    if (!s || !isdigit((unsigned char)*s))
         return -1;
+    errno = 0;
     v = strtoull(s, &end, 10);
-    if (end == s)
+    if (end == s || errno == ERANGE)
         return -1;
     switch (*end) {
     case '\0': break;

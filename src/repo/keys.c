@@ -182,7 +182,8 @@ int key_unlock(store *st, const char *secret, repo_keys *out, char **key_name, s
     }
     if (store_list(st, "keys/", collect_key, &kn, err) < 0)
         goto out;
-    qsort(kn.v, kn.n, sizeof(*kn.v), cmp_str);
+    if (kn.n > 1)
+        qsort(kn.v, kn.n, sizeof(*kn.v), cmp_str);
     if (kn.n == 0) {
         sm_err_set(err, SM_E_CORRUPT, "repository '%s' has no key files", store_location(st));
         sm_err_hint(err, "Restore its keys/ folder from a copy; without a key nothing in it can "
@@ -296,7 +297,8 @@ int repo_key_list(repo *r, json_t **out, sm_err *err)
 
     if (store_list(r->st, "keys/", collect_key, &kn, err) < 0)
         goto out;
-    qsort(kn.v, kn.n, sizeof(*kn.v), cmp_str);
+    if (kn.n > 1)
+        qsort(kn.v, kn.n, sizeof(*kn.v), cmp_str);
     for (size_t i = 0; i < kn.n; i++) {
         sm_buf raw = SM_BUF_INIT;
         json_t *doc = NULL, *o;

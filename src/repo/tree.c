@@ -109,7 +109,8 @@ static int cmp_xattr(const void *a, const void *b)
 
 void tree_sort(tree *t)
 {
-    qsort(t->nodes, t->n, sizeof(*t->nodes), cmp_node);
+    if (t->n > 1)
+        qsort(t->nodes, t->n, sizeof(*t->nodes), cmp_node);
 }
 
 const tree_node *tree_find(const tree *t, const char *name)

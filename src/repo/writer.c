@@ -1042,7 +1042,8 @@ static int walk_dir(tree_ctx *tc, int dfd, const char *abs, const tree *parent, 
 
     if (names_of(dfd, abs, &names, &nnames, err) < 0)
         return -1;
-    qsort(names, nnames, sizeof(*names), cmp_names);
+    if (nnames > 1)
+        qsort(names, nnames, sizeof(*names), cmp_names);
     slots = sm_xcalloc(nnames ? nnames : 1, 32);
     for (size_t k = 0; k < nnames; k++) {
         const char *name = names[k];

@@ -109,7 +109,8 @@ static int local_flush(store *st, sm_err *err)
     ls->pending = NULL;
     ls->npending = ls->cappending = 0;
     pthread_mutex_unlock(&ls->mu);
-    qsort(v, n, sizeof(*v), cmp_str);
+    if (n > 1)
+        qsort(v, n, sizeof(*v), cmp_str);
     for (size_t i = 0; i < n && rc == 0; i++) {
         int fd = open(v[i], O_RDONLY | O_CLOEXEC);
         if (fd < 0 || fsync(fd) != 0)
@@ -152,7 +153,7 @@ static int local_get(store *st, const char *key, uint64_t off, uint64_t len, sm_
         sm_err_sys(err, SM_E_IO, "cannot stat '%s'", path);
         goto out;
     }
-    if (off > (uint64_t)sb.st_size || (len && off + len > (uint64_t)sb.st_size)) {
+    if (off > (uint64_t)sb.st_size || (len && len > (uint64_t)sb.st_size - off)) {
         sm_err_set(err, SM_E_CORRUPT,
                    "object '%s' is truncated: %lld bytes, expected at least %llu", key,
                    (long long)sb.st_size, (unsigned long long)(off + len));

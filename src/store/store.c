@@ -9,7 +9,7 @@ int store_key_check(const char *key, sm_err *err)
 {
     const char *seg = key;
 
-    if (!key || !*key || key[0] == '/')
+    if (!key || !*key || key[0] == '/' || strstr(key, ".tmp."))
         return sm_err_set(err, SM_E_INTERNAL, "invalid store key '%s'", key ? key : "");
     for (const char *p = key;; p++) {
         if (*p == '/' || *p == '\0') {
