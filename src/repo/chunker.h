@@ -21,9 +21,9 @@ typedef struct chunker_params {
     uint32_t max;
 } chunker_params;
 
-#define CHUNKER_DEFAULT_MIN (256u * 1024)
-#define CHUNKER_DEFAULT_AVG (1024u * 1024)
-#define CHUNKER_DEFAULT_MAX (4u * 1024 * 1024)
+#define CHUNKER_DEFAULT_MIN (128u * 1024)
+#define CHUNKER_DEFAULT_AVG (512u * 1024)
+#define CHUNKER_DEFAULT_MAX (2u * 1024 * 1024)
 #define CHUNKER_LIMIT_MAX (64u * 1024 * 1024)
 
 typedef struct chunker chunker;
