@@ -5,5 +5,11 @@
 
 int cmd_repo(int argc, char **argv);
 int cmd_demo(int argc, char **argv);
+int cmd_project(int argc, char **argv);
+int cmd_org(int argc, char **argv);
+int cmd_member(int argc, char **argv);
+int cmd_backup(int argc, char **argv);
+int cmd_restore(int argc, char **argv);
+int cmd_import(int argc, char **argv);
 
 #endif

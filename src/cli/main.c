@@ -15,14 +15,21 @@ static void help(void)
 {
     fputs("usage: supamanager <command> [options]\n"
           "\n"
+          "  project  add | list | show | edit | remove    the Supabase projects backed up\n"
+          "  backup   create | list | show | delete | verify | export\n"
+          "  restore  PROJECT BACKUP [--parts database,storage,config] [--to-project P] [--yes]\n"
+          "           restore --undo PROJECT: put back the state before the last restore\n"
+          "  import   FILE --id ID --name N --db-url URL --storage-dir DIR: a project from an\n"
+          "           exported archive\n"
+          "  org      add | list;  member add ORG USER --role admin|member\n"
           "  repo     the deduplicating, encrypted repository (init, backup, restore, ls,\n"
           "           verify, prune, stats, unlock, key); `supamanager repo help`\n"
           "  demo     run the main job on embedded defaults: create a repository, back up a\n"
           "           generated sample tree, verify, restore, compare, print a summary\n"
           "  version  print the version\n"
           "\n"
-          "Environment: ENCRYPTION_SECRET (the repository secret), SUPAMANAGER_REPO,\n"
-          "SUPAMANAGER_LOG=debug|info|warn|error.\n",
+          "Environment: ENCRYPTION_SECRET (encrypts every backup), SUPAMANAGER_HOME (default\n"
+          "/var/lib/supamanager), SUPAMANAGER_REPO, SUPAMANAGER_LOG=debug|info|warn|error.\n",
           stdout);
 }
 
@@ -47,5 +54,19 @@ int main(int argc, char **argv)
         return cmd_repo(argc - 1, argv + 1);
     if (!strcmp(cmd, "demo"))
         return cmd_demo(argc - 1, argv + 1);
+#ifdef SM_PROJECT_CMDS
+    if (!strcmp(cmd, "project"))
+        return cmd_project(argc - 1, argv + 1);
+    if (!strcmp(cmd, "org"))
+        return cmd_org(argc - 1, argv + 1);
+    if (!strcmp(cmd, "member"))
+        return cmd_member(argc - 1, argv + 1);
+    if (!strcmp(cmd, "backup"))
+        return cmd_backup(argc - 1, argv + 1);
+    if (!strcmp(cmd, "restore"))
+        return cmd_restore(argc - 1, argv + 1);
+    if (!strcmp(cmd, "import"))
+        return cmd_import(argc - 1, argv + 1);
+#endif
     return cli_usage("unknown command '%s'", cmd);
 }

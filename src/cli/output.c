@@ -4,6 +4,7 @@
 #include "core/fsutil.h"
 #include "core/mem.h"
 #include "core/util.h"
+#include "job/ops.h"
 
 #include <stdarg.h>
 #include <stdio.h>
@@ -144,4 +145,55 @@ char *cli_secret(const char *secret_file, const char *env_name, sm_err *err)
     if (e && *e)
         return sm_xstrdup(e);
     return NULL;
+}
+
+const char *cli_home(void)
+{
+    const char *h = getenv("SUPAMANAGER_HOME");
+    return h && *h ? h : "/var/lib/supamanager";
+}
+
+int cli_confirm(const char *question, const char *flag, sm_err *err)
+{
+    char line[32];
+
+    if (!isatty(STDIN_FILENO) || !isatty(STDERR_FILENO)) {
+        sm_err_set(err, SM_E_USAGE, "%s: no terminal to ask for confirmation", question);
+        return sm_err_hint(err, "Pass %s to confirm.", flag);
+    }
+    fprintf(stderr, "%s [y/N] ", question);
+    fflush(stderr);
+    if (!fgets(line, sizeof(line), stdin))
+        return 0;
+    return line[0] == 'y' || line[0] == 'Y';
+}
+
+void cli_ops_event(void *ud, const struct ops_event *e)
+{
+    cli_progress *p = ud;
+    double now = sm_mono();
+    char done[32], rate[32], eta[32] = "";
+    int width = 30;
+
+    if (!p->enabled || (now - p->last_draw < 0.1 && e->progress < 100))
+        return;
+    p->last_draw = now;
+    sm_human_bytes(done, sizeof(done), e->bytes_done);
+    sm_human_bytes(rate, sizeof(rate), (uint64_t)(e->rate > 0 ? e->rate : 0));
+    if (e->eta_s >= 0) {
+        long v = (long)(e->eta_s + 0.5);
+        snprintf(eta, sizeof(eta), " ETA %ld:%02ld", v / 60, v % 60);
+    }
+    if (e->progress >= 0) {
+        char bar[64];
+        int fill = (int)(e->progress * width / 100);
+        for (int i = 0; i < width; i++)
+            bar[i] = i < fill ? '#' : '.';
+        bar[width] = '\0';
+        fprintf(stderr, "\r\033[K%-16s [%s] %3.0f%% %s %s/s%s", e->phase ? e->phase : "", bar,
+                e->progress, done, rate, eta);
+    } else {
+        fprintf(stderr, "\r\033[K%s ...", e->phase ? e->phase : "");
+    }
+    p->drawn = 1;
 }

@@ -37,4 +37,15 @@ void cli_install_signals(void);
  * result is the caller's (free it). NULL when none is set. */
 char *cli_secret(const char *secret_file, const char *env_name, sm_err *err);
 
+/* The home (SUPAMANAGER_HOME, default /var/lib/supamanager). */
+const char *cli_home(void);
+
+/* Asks "question [y/N]" on the terminal; without one, fails with a message
+ * telling to pass `flag`. Returns 1 yes, 0 no, -1 no terminal (err set). */
+int cli_confirm(const char *question, const char *flag, sm_err *err);
+
+/* An ops progress printer: phase, percent bar, rate, ETA on a terminal. */
+struct ops_event;
+void cli_ops_event(void *ud, const struct ops_event *e);
+
 #endif

@@ -39,7 +39,7 @@ typedef struct repo_writer repo_writer;
 typedef struct repo_init_opts {
     uint32_t chunk_min, chunk_avg, chunk_max; /* 0: defaults */
     uint32_t pack_size;                       /* 0: default (32 MiB) */
-    int compression_level;                    /* -1: default (3); 0: none; 1..19 */
+    int compression_level;                    /* -1: default (2); 0: none; 1..19 */
 } repo_init_opts;
 
 #define REPO_INIT_OPTS_INIT {0, 0, 0, 0, -1}

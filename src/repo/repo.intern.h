@@ -14,7 +14,7 @@
 
 #define REPO_DEFAULT_PACK_SIZE (32u * 1024 * 1024)
 #define REPO_MAX_PACK_SIZE (512u * 1024 * 1024)
-#define REPO_DEFAULT_ZLEVEL 3
+#define REPO_DEFAULT_ZLEVEL 2
 #define REPO_MAX_FILE_BYTES (1024u * 1024 * 1024) /* index and snapshot files */
 #define REPO_INDEX_FLUSH_PACKS 64  /* a running backup writes an index every N packs */
 #define REPO_INDEX_FILE_PACKS 4096 /* prune writes index files of up to N packs */

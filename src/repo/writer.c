@@ -49,12 +49,28 @@ typedef struct wjob {
     sm_err err;
     int is_new;
     uint64_t stored;
-    /* where the id goes when reaped: a plain list, or a node of a tree */
+    /* where the id goes when reaped: a plain list, or a file of a directory */
     id_list *list;
-    tree *t;
+    struct pdir *d;
     size_t node;
     size_t slot;
 } wjob;
+
+/* A directory being backed up. Its tree blob can be written once every
+ * chunk of its files has been reaped and every subdirectory is written;
+ * until then it waits (closed), so the walk never stops for it. */
+typedef struct pdir {
+    tree t;
+    unsigned char (*slots)[32]; /* file checksums by node number (from the hasher) */
+    size_t outstanding;         /* chunk jobs in flight + subdirectories not yet written */
+    int closed;                 /* the walk is done with it */
+    struct pdir *parent;
+    size_t parent_node;
+    blob_id *root_out; /* the stream's top directory: where its id goes */
+    int *root_done;
+    struct pdir *next_ready;
+    struct pdir *prev_all, *next_all;
+} pdir;
 
 typedef struct worker {
     repo_writer *w;
@@ -112,6 +128,11 @@ struct repo_writer {
     size_t hq_cap, hq_head, hq_count;
     int hbusy, hstop;
 
+    /* directories waiting to be written */
+    pdir *ready;
+    pdir *all;
+    int finalizing;
+
     /* chunking buffer */
     unsigned char *cbuf;
     size_t ccap, cstart, cend;
@@ -139,23 +160,46 @@ enum { HOP_DATA = 0, HOP_FINAL, HOP_LINE };
 
 typedef struct hop {
     int kind;
-    sha256_ctx *ctx;              /* DATA, FINAL: a stream's or file's; LINE: the digest */
-    wjob *job;                    /* DATA */
-    unsigned char *out;           /* FINAL: receives the 32 bytes */
-    char *line;                   /* LINE: owned, the hash left out at hash_at */
-    size_t line_len, hash_at;     /* hash_at == SIZE_MAX: the line is complete */
-    const unsigned char *sha_src; /* LINE: a file's SHA-256, written by an earlier FINAL */
+    sha256_ctx *ctx;      /* DATA, FINAL: a stream's or file's; LINE: the digest */
+    wjob *job;            /* DATA */
+    unsigned char *out;   /* FINAL, and DATA of a file's last chunk: receives the SHA-256 */
+    sha256_ctx *dctx;     /* DATA of a file's last chunk: the tree digest its line goes to */
+    char *line;           /* LINE, last DATA: owned; the file's hash goes at hash_at */
+    size_t line_len, hash_at; /* hash_at == SIZE_MAX: the line is complete */
+    unsigned char sha[32];    /* LINE: the file's hash, when known at once */
 } hop;
 
 #define HQ_MAX 65536
 
-static void hop_run(repo_writer *w, hop *h)
+static void line_update(sha256_ctx *ctx, const hop *h, const unsigned char *sha)
 {
     char hex[65];
 
+    if (h->hash_at == SIZE_MAX) {
+        sha256_update(ctx, h->line, h->line_len);
+        return;
+    }
+    sm_hex(hex, sha, 32);
+    sha256_update(ctx, h->line, h->hash_at);
+    sha256_update(ctx, hex, 64);
+    sha256_update(ctx, h->line + h->hash_at, h->line_len - h->hash_at);
+}
+
+static void hop_run(repo_writer *w, hop *h)
+{
     switch (h->kind) {
     case HOP_DATA:
         sha256_update(h->ctx, h->job->data, h->job->len);
+        if (h->out) {
+            /* a file's last chunk: its checksum, then its digest line, before
+             * the job counts as hashed (the directory may be written then) */
+            sha256_final(h->ctx, h->out);
+            sha256_free(h->ctx);
+            if (h->line) {
+                line_update(h->dctx, h, h->out);
+                free(h->line);
+            }
+        }
         pthread_mutex_lock(&w->mu);
         h->job->hashed = 1;
         pthread_cond_broadcast(&w->done_cv);
@@ -166,14 +210,7 @@ static void hop_run(repo_writer *w, hop *h)
         sha256_free(h->ctx);
         break;
     case HOP_LINE:
-        if (h->hash_at == SIZE_MAX) {
-            sha256_update(h->ctx, h->line, h->line_len);
-        } else {
-            sm_hex(hex, h->sha_src, 32);
-            sha256_update(h->ctx, h->line, h->hash_at);
-            sha256_update(h->ctx, hex, 64);
-            sha256_update(h->ctx, h->line + h->hash_at, h->line_len - h->hash_at);
-        }
+        line_update(h->ctx, h, h->sha);
         free(h->line);
         break;
     }
@@ -476,10 +513,16 @@ static int reap_one(repo_writer *w, sm_err *err)
         return fail_from_workers(w, err);
     if (w->failed)
         return -1;
-    if (j->list)
+    if (j->list) {
         j->list->ids[j->slot] = j->id;
-    else if (j->t)
-        j->t->nodes[j->node].content[j->slot] = j->id;
+    } else if (j->d) {
+        pdir *d = j->d;
+        d->t.nodes[j->node].content[j->slot] = j->id;
+        if (--d->outstanding == 0 && d->closed) {
+            d->next_ready = w->ready;
+            w->ready = d;
+        }
+    }
     if (j->is_new && j->type == BLOB_DATA)
         w->bytes_new += j->len;
     return 0;
@@ -518,7 +561,7 @@ static wjob *next_job(repo_writer *w, sm_err *err)
     j->is_new = 0;
     j->stored = 0;
     j->list = NULL;
-    j->t = NULL;
+    j->d = NULL;
     sm_err_clear(&j->err);
     return j;
 }
@@ -556,10 +599,19 @@ static int check_cancel(repo_writer *w, sm_err *err)
     return 0;
 }
 
-/* Emits one data chunk whose id goes to list[slot] or t->nodes[node]; the
- * hasher adds it to sha. */
+/* What the hasher does after a file's last chunk: the file's checksum goes
+ * to slot, then its digest line (hash at hash_at) to the tree digest. */
+typedef struct file_tail {
+    unsigned char *slot;
+    sha256_ctx *digest;
+    const char *rel;
+    size_t node;
+} file_tail;
+
+/* Emits one data chunk whose id goes to list[slot] or to node `node` of d;
+ * the hasher adds it to sha (and, with tail, finishes the file). */
 static int emit_chunk(repo_writer *w, const unsigned char *p, size_t n, sha256_ctx *sha,
-                      id_list *list, tree *t, size_t node, sm_err *err)
+                      id_list *list, pdir *d, size_t node, const file_tail *tail, sm_err *err)
 {
     hop h;
     wjob *j;
@@ -576,11 +628,12 @@ static int emit_chunk(repo_writer *w, const unsigned char *p, size_t n, sha256_c
         j->list = list;
         j->slot = list->n++;
     } else {
-        tree_node *tn = &t->nodes[node];
+        tree_node *tn = &d->t.nodes[node];
         SM_GROW(tn->content, tn->capcontent, tn->ncontent + 1);
-        j->t = t;
+        j->d = d;
         j->node = node;
         j->slot = tn->ncontent++;
+        d->outstanding++;
     }
     j->hashed = 0;
     submit(w, j);
@@ -588,6 +641,13 @@ static int emit_chunk(repo_writer *w, const unsigned char *p, size_t n, sha256_c
     h.kind = HOP_DATA;
     h.ctx = sha;
     h.job = j;
+    if (tail) {
+        sm_buf line = SM_BUF_INIT;
+        h.out = tail->slot;
+        h.dctx = tail->digest;
+        h.hash_at = tree_digest_line_split(&line, tail->rel, &d->t.nodes[tail->node]);
+        h.line = sm_buf_detach(&line, &h.line_len);
+    }
     hop_push(w, &h);
     w->bytes_read += n;
     report(w, 0);
@@ -618,16 +678,23 @@ out:
     return rc;
 }
 
-/* Cuts every complete chunk in the buffer (all of it when at_eof). */
-static int cut_chunks(repo_writer *w, int at_eof, sha256_ctx *sha, id_list *list, tree *t,
-                      size_t node, sm_err *err)
+/* Cuts every complete chunk in the buffer (all of it when at_eof). At the
+ * end of a file, tail goes with its last chunk; *tail_used says whether there
+ * was one (an empty file has none). */
+static int cut_chunks(repo_writer *w, int at_eof, sha256_ctx *sha, id_list *list, pdir *d,
+                      size_t node, const file_tail *tail, int *tail_used, sm_err *err)
 {
     const chunker_params *cp = chunker_get_params(w->ch);
 
-    while (w->cend > w->cstart && (at_eof || w->cend - w->cstart >= cp->max)) {
+    /* before the end, cut only while more than max bytes wait: the last chunk
+     * of an input is then always cut at the end, where the tail goes */
+    while (w->cend > w->cstart && (at_eof || w->cend - w->cstart > cp->max)) {
         size_t n = chunker_cut(w->ch, w->cbuf + w->cstart, w->cend - w->cstart);
-        if (emit_chunk(w, w->cbuf + w->cstart, n, sha, list, t, node, err) < 0)
+        const file_tail *t = at_eof && w->cstart + n == w->cend ? tail : NULL;
+        if (emit_chunk(w, w->cbuf + w->cstart, n, sha, list, d, node, t, err) < 0)
             return -1;
+        if (t && tail_used)
+            *tail_used = 1;
         w->cstart += n;
     }
     if (w->cstart == w->cend)
@@ -645,12 +712,20 @@ static void compact(repo_writer *w)
     }
 }
 
-/* Reads fd to EOF through the chunker. *size gets the byte count. */
+/* Reads fd to EOF through the chunker. *size gets the byte count. For a
+ * file of a directory (d), its size is set before the last chunk and tail
+ * goes with that chunk (*tail_used). */
 static int chunk_fd(repo_writer *w, int fd, const char *what, sha256_ctx *sha, id_list *list,
-                    tree *t, size_t node, uint64_t *size, sm_err *err)
+                    pdir *d, size_t node, const file_tail *tail, int *tail_used, uint64_t *size,
+                    sm_err *err)
 {
     uint64_t total = 0;
+    struct stat sb;
 
+    /* a bigger pipe buffer means fewer wake-ups between the writer of a pipe
+     * (pg_dump, cat) and us: measured 2.1 s -> see docs/DESIGN-NOTES.md */
+    if (fstat(fd, &sb) == 0 && S_ISFIFO(sb.st_mode))
+        fcntl(fd, F_SETPIPE_SZ, 1 << 20);
     w->cstart = w->cend = 0;
     for (;;) {
         ssize_t r;
@@ -665,10 +740,12 @@ static int chunk_fd(repo_writer *w, int fd, const char *what, sha256_ctx *sha, i
             break;
         w->cend += (size_t)r;
         total += (uint64_t)r;
-        if (cut_chunks(w, 0, sha, list, t, node, err) < 0)
+        if (cut_chunks(w, 0, sha, list, d, node, NULL, NULL, err) < 0)
             return -1;
     }
-    if (cut_chunks(w, 1, sha, list, t, node, err) < 0)
+    if (d)
+        d->t.nodes[node].size = total; /* what was read, even if the file grew meanwhile */
+    if (cut_chunks(w, 1, sha, list, d, node, tail, tail_used, err) < 0)
         return -1;
     *size = total;
     return 0;
@@ -736,7 +813,7 @@ int repo_writer_add_fd(repo_writer *w, const char *name, int fd, sm_err *err)
     if (stream_name_ok(w, name, err) < 0)
         goto out;
     w->cur_stream = name;
-    if (chunk_fd(w, fd, name, sha, &ids, NULL, 0, &size, err) < 0)
+    if (chunk_fd(w, fd, name, sha, &ids, NULL, 0, NULL, NULL, &size, err) < 0)
         goto out;
     if (drain(w, err) < 0)
         goto out;
@@ -788,7 +865,7 @@ int repo_writer_stream_write(repo_writer *w, const void *p, size_t n, sm_err *er
         c += room;
         n -= room;
         w->stream_size += room;
-        if (cut_chunks(w, 0, w->stream_sha, &w->stream_ids, NULL, 0, err) < 0) {
+        if (cut_chunks(w, 0, w->stream_sha, &w->stream_ids, NULL, 0, NULL, NULL, err) < 0) {
             abandon(w);
             return -1;
         }
@@ -803,7 +880,8 @@ int repo_writer_stream_end(repo_writer *w, sm_err *err)
 
     if (!w->in_stream)
         return sm_err_set(err, SM_E_INTERNAL, "no stream is open");
-    if (cut_chunks(w, 1, w->stream_sha, &w->stream_ids, NULL, 0, err) < 0 || drain(w, err) < 0)
+    if (cut_chunks(w, 1, w->stream_sha, &w->stream_ids, NULL, 0, NULL, NULL, err) < 0 ||
+        drain(w, err) < 0)
         goto out;
     hash_final(w, w->stream_sha, w->stream_digest);
     w->stream_sha = NULL;
@@ -941,21 +1019,123 @@ static int cmp_names(const void *a, const void *b)
     return strcmp(*(char *const *)a, *(char *const *)b);
 }
 
-static int walk_dir(tree_ctx *tc, int dfd, const char *abs, const tree *parent, blob_id *out,
-                    sm_err *err);
+/* ---- directories waiting to be written ---- */
 
-/* Backs up one regular file into node i of t; its SHA-256 arrives in slot
- * (from the hasher: valid after hasher_sync). */
-static int do_file(tree_ctx *tc, int dfd, const char *name, const char *abs, tree *t, size_t i,
-                   const tree_node *prev, unsigned char *slot, sm_err *err)
+static pdir *pdir_new(repo_writer *w, size_t nnames, pdir *parent, size_t parent_node)
+{
+    pdir *d = sm_xcalloc(1, sizeof(*d));
+
+    d->slots = sm_xcalloc(nnames ? nnames : 1, 32);
+    d->parent = parent;
+    d->parent_node = parent_node;
+    if (parent)
+        parent->outstanding++; /* the parent waits for this directory's id */
+    d->next_all = w->all;
+    if (w->all)
+        w->all->prev_all = d;
+    w->all = d;
+    return d;
+}
+
+static void pdir_free(repo_writer *w, pdir *d)
+{
+    if (d->prev_all)
+        d->prev_all->next_all = d->next_all;
+    else
+        w->all = d->next_all;
+    if (d->next_all)
+        d->next_all->prev_all = d->prev_all;
+    tree_release(&d->t);
+    free(d->slots);
+    free(d);
+}
+
+static void pdir_free_all(repo_writer *w)
+{
+    while (w->all)
+        pdir_free(w, w->all);
+    w->ready = NULL;
+}
+
+/* Closes a directory the walk is done with. */
+static void pdir_close(repo_writer *w, pdir *d)
+{
+    d->closed = 1;
+    if (d->outstanding == 0) {
+        d->next_ready = w->ready;
+        w->ready = d;
+    }
+}
+
+/* Writes the tree blobs of every directory that is complete; writing one
+ * may complete its parent. Writing a tree may reap jobs, which may complete
+ * more directories: the loop takes them too. */
+static int process_ready(repo_writer *w, sm_err *err)
+{
+    if (w->finalizing)
+        return 0;
+    w->finalizing = 1;
+    while (w->ready) {
+        pdir *d = w->ready;
+        blob_id id;
+        w->ready = d->next_ready;
+        for (size_t i = 0; i < d->t.n; i++)
+            if (d->t.nodes[i].type == NODE_FILE)
+                memcpy(d->t.nodes[i].sha256, d->slots[i], 32);
+        if (emit_tree(w, &d->t, &id, err) < 0) {
+            w->finalizing = 0;
+            return -1;
+        }
+        if (d->parent) {
+            pdir *p = d->parent;
+            p->t.nodes[d->parent_node].subtree = id;
+            p->t.nodes[d->parent_node].has_subtree = 1;
+            if (--p->outstanding == 0 && p->closed) {
+                p->next_ready = w->ready;
+                w->ready = p;
+            }
+        } else {
+            *d->root_out = id;
+            *d->root_done = 1;
+        }
+        pdir_free(w, d);
+    }
+    w->finalizing = 0;
+    return 0;
+}
+
+static int walk_dir(tree_ctx *tc, int dfd, const char *abs, const tree *parent, pdir *up,
+                    size_t up_node, blob_id *root_out, int *root_done, sm_err *err);
+
+/* Queues the digest line of an entry whose hash is known now. */
+static void digest_add(tree_ctx *tc, const char *rel, const tree_node *n, const unsigned char *sha)
+{
+    sm_buf line = SM_BUF_INIT;
+    hop h;
+
+    memset(&h, 0, sizeof(h));
+    h.kind = HOP_LINE;
+    h.ctx = tc->digest;
+    h.hash_at = tree_digest_line_split(&line, rel, n);
+    if (sha)
+        memcpy(h.sha, sha, 32);
+    h.line = sm_buf_detach(&line, &h.line_len);
+    hop_push(tc->w, &h);
+}
+
+/* Backs up one regular file into node i of d. Its checksum reaches
+ * d->slots[i] and its digest line the tree digest through the hasher. */
+static int do_file(tree_ctx *tc, int dfd, const char *name, const char *abs, pdir *d, size_t i,
+                   const char *rel, const tree_node *prev, sm_err *err)
 {
     repo_writer *w = tc->w;
-    tree_node *n = &t->nodes[i];
+    tree_node *n = &d->t.nodes[i];
     struct stat sb;
-    int fd, rc = -1;
+    int fd, rc = -1, tail_used = 0;
     uint64_t size = 0;
     sha256_ctx *sha = NULL;
     char *fpath = sm_path_join(abs, name);
+    file_tail tail;
 
     fd = openat(dfd, name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NOATIME);
     if (fd < 0 && errno == EPERM)
@@ -975,27 +1155,38 @@ static int do_file(tree_ctx *tc, int dfd, const char *name, const char *abs, tre
     fill_stat(n, &sb);
     if (read_xattrs(n, fd, fpath, err) < 0)
         goto out;
+    n->has_sha = 1;
     if (prev && prev->type == NODE_FILE && prev->has_sha && prev->size == n->size &&
         prev->mtime_s == n->mtime_s && prev->mtime_ns == n->mtime_ns &&
         prev->ctime_s == n->ctime_s && prev->ctime_ns == n->ctime_ns &&
         prev->inode == n->inode) {
         /* unchanged since the parent snapshot: reuse its content, read nothing */
-        memcpy(slot, prev->sha256, 32);
-        n->has_sha = 1;
+        memcpy(d->slots[i], prev->sha256, 32);
         for (size_t k = 0; k < prev->ncontent; k++)
             tree_node_add_content(n, &prev->content[k]);
         tc->reused++;
         w->bytes_read += n->size;
+        digest_add(tc, rel, n, d->slots[i]);
         report(w, 0);
     } else {
         posix_fadvise(fd, 0, 0, POSIX_FADV_SEQUENTIAL);
         sha = sha256_new();
-        if (chunk_fd(w, fd, fpath, sha, NULL, t, i, &size, err) < 0)
+        tail.slot = d->slots[i];
+        tail.digest = tc->digest;
+        tail.rel = rel;
+        tail.node = i;
+        if (chunk_fd(w, fd, fpath, sha, NULL, d, i, &tail, &tail_used, &size, err) < 0)
             goto out;
-        hash_final(w, sha, slot); /* the hasher owns sha now */
-        sha = NULL;
-        n->has_sha = 1;
-        n->size = size; /* what was read, even if the file grew meanwhile */
+        n = &d->t.nodes[i];
+        if (tail_used) {
+            sha = NULL; /* the hasher finishes and frees it */
+        } else {
+            /* an empty file: no chunk carried the tail */
+            sha256_final(sha, d->slots[i]);
+            sha256_free(sha);
+            sha = NULL;
+            digest_add(tc, rel, n, d->slots[i]);
+        }
         tc->bytes_read += size;
     }
     tc->size += n->size;
@@ -1013,38 +1204,23 @@ out:
     return rc;
 }
 
-/* Queues an entry's digest line; a file's hash is taken from slot when the
- * hasher gets there (it ran that file's FINAL before). */
-static void digest_add(tree_ctx *tc, const char *rel, const tree_node *n, const unsigned char *slot)
-{
-    sm_buf line = SM_BUF_INIT;
-    hop h;
-
-    memset(&h, 0, sizeof(h));
-    h.kind = HOP_LINE;
-    h.ctx = tc->digest;
-    h.hash_at = tree_digest_line_split(&line, rel, n);
-    h.sha_src = slot;
-    h.line = sm_buf_detach(&line, &h.line_len);
-    hop_push(tc->w, &h);
-}
-
-static int walk_dir(tree_ctx *tc, int dfd, const char *abs, const tree *parent, blob_id *out,
-                    sm_err *err)
+static int walk_dir(tree_ctx *tc, int dfd, const char *abs, const tree *parent, pdir *up,
+                    size_t up_node, blob_id *root_out, int *root_done, sm_err *err)
 {
     repo_writer *w = tc->w;
-    tree t = TREE_INIT;
     char **names = NULL;
     size_t nnames = 0;
     size_t saved_len = tc->path.len;
-    unsigned char (*slots)[32] = NULL; /* file checksums, by node number */
+    pdir *d;
     int rc = -1;
 
     if (names_of(dfd, abs, &names, &nnames, err) < 0)
         return -1;
     if (nnames > 1)
         qsort(names, nnames, sizeof(*names), cmp_names);
-    slots = sm_xcalloc(nnames ? nnames : 1, 32);
+    d = pdir_new(w, nnames, up, up_node);
+    d->root_out = root_out;
+    d->root_done = root_done;
     for (size_t k = 0; k < nnames; k++) {
         const char *name = names[k];
         const tree_node *prev = parent ? tree_find(parent, name) : NULL;
@@ -1061,8 +1237,8 @@ static int walk_dir(tree_ctx *tc, int dfd, const char *abs, const tree *parent, 
             sm_err_sys(err, SM_E_IO, "cannot stat '%s/%s'", abs, name);
             goto out;
         }
-        n = tree_add(&t);
-        i = t.n - 1;
+        n = tree_add(&d->t);
+        i = d->t.n - 1;
         n->name = sm_xstrdup(name);
         if (node_type_from_mode(sb.st_mode, &n->type) < 0) {
             sm_err_set(err, SM_E_IO, "'%s/%s' has an unknown file type", abs, name);
@@ -1071,12 +1247,10 @@ static int walk_dir(tree_ctx *tc, int dfd, const char *abs, const tree *parent, 
         fill_stat(n, &sb);
         rel = rel_join(&tc->path, name);
         if (n->type == NODE_FILE) {
-            if (do_file(tc, dfd, name, abs, &t, i, prev, slots[i], err) < 0) {
-                free(rel);
+            int r2 = do_file(tc, dfd, name, abs, d, i, rel, prev, err);
+            free(rel);
+            if (r2 < 0)
                 goto out;
-            }
-            n = &t.nodes[i];
-            digest_add(tc, rel, n, slots[i]);
         } else if (n->type == NODE_SYMLINK) {
             char target[4097];
             ssize_t len = readlinkat(dfd, name, target, sizeof(target) - 1);
@@ -1089,6 +1263,7 @@ static int walk_dir(tree_ctx *tc, int dfd, const char *abs, const tree *parent, 
             n->target = sm_xstrdup(target);
             tc->symlinks++;
             digest_add(tc, rel, n, NULL);
+            free(rel);
         } else if (n->type == NODE_DIR) {
             int cfd = openat(dfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
             char *cabs = sm_path_join(abs, name);
@@ -1104,7 +1279,9 @@ static int walk_dir(tree_ctx *tc, int dfd, const char *abs, const tree *parent, 
             if (fstat(cfd, &sb) == 0)
                 fill_stat(n, &sb);
             r2 = read_xattrs(n, cfd, cabs, err);
-            digest_add(tc, rel, n, NULL);
+            if (r2 == 0)
+                digest_add(tc, rel, n, NULL);
+            free(rel);
             if (r2 == 0 && pn && tc->have_br) {
                 sm_err pe = SM_ERR_INIT;
                 if (tree_load(&tc->br, &pn->subtree, &ptree, &pe) < 0) {
@@ -1117,43 +1294,34 @@ static int walk_dir(tree_ctx *tc, int dfd, const char *abs, const tree *parent, 
                 if (tc->path.len)
                     sm_buf_putc(&tc->path, '/');
                 sm_buf_puts(&tc->path, name);
-                r2 = walk_dir(tc, cfd, cabs, pn ? &ptree : NULL, &t.nodes[i].subtree, err);
+                r2 = walk_dir(tc, cfd, cabs, pn ? &ptree : NULL, d, i, NULL, NULL, err);
                 tc->path.len = saved_len;
                 tc->path.data[saved_len] = '\0';
-                t.nodes[i].has_subtree = 1;
             }
             tree_release(&ptree);
             close(cfd);
             free(cabs);
-            if (r2 < 0) {
-                free(rel);
+            if (r2 < 0)
                 goto out;
-            }
             tc->dirs++;
+            if (process_ready(w, err) < 0)
+                goto out;
         } else {
             tc->special++;
             digest_add(tc, rel, n, NULL);
+            free(rel);
         }
-        free(rel);
     }
-    /* the tree blob needs every content id and checksum of this directory */
-    if (drain(w, err) < 0)
-        goto out;
-    hasher_sync(w);
-    for (size_t i = 0; i < t.n; i++)
-        if (t.nodes[i].type == NODE_FILE)
-            memcpy(t.nodes[i].sha256, slots[i], 32);
-    if (emit_tree(w, &t, out, err) < 0)
+    pdir_close(w, d);
+    if (process_ready(w, err) < 0)
         goto out;
     rc = 0;
 out:
     if (rc < 0)
-        abandon(w); /* jobs and hasher work in flight point into t and slots */
+        abandon(w); /* jobs and hasher work in flight point into the directories */
     for (size_t k = 0; k < nnames; k++)
         free(names[k]);
     free(names);
-    free(slots);
-    tree_release(&t);
     return rc;
 }
 
@@ -1167,7 +1335,7 @@ int repo_writer_add_tree(repo_writer *w, const char *name, const char *path,
     struct stat sb;
     unsigned char d[32];
     char hex[65];
-    int dfd = -1, rc = -1;
+    int dfd = -1, rc = -1, root_done = 0;
     double t0 = sm_mono();
     json_t *rj;
 
@@ -1213,11 +1381,16 @@ int repo_writer_add_tree(repo_writer *w, const char *name, const char *path,
         }
         tree_node_release(&pnode);
     }
-    if (walk_dir(&tc, dfd, path, pt, &root.subtree, err) < 0)
+    if (walk_dir(&tc, dfd, path, pt, NULL, 0, &root.subtree, &root_done, err) < 0)
         goto out;
+    /* the last directories wait for their last chunks */
+    if (drain(w, err) < 0 || process_ready(w, err) < 0)
+        goto out;
+    if (!root_done) {
+        sm_err_set(err, SM_E_INTERNAL, "the top directory of '%s' was not written", path);
+        goto out;
+    }
     root.has_subtree = 1;
-    if (drain(w, err) < 0)
-        goto out;
     hash_final(w, tc.digest, d);
     tc.digest = NULL;
     hasher_sync(w);
@@ -1234,16 +1407,16 @@ int repo_writer_add_tree(repo_writer *w, const char *name, const char *path,
     report(w, 1);
     rc = 0;
 out:
-    if (rc < 0)
+    if (rc < 0) {
         abandon(w);
+        pdir_free_all(w);
+    }
     tree_release(&ptree);
     tree_node_release(&root);
     if (tc.have_br)
         blob_reader_release(&tc.br);
-    if (tc.digest) {
-        abandon(w);
+    if (tc.digest)
         sha256_free(tc.digest);
-    }
     sm_buf_release(&tc.path);
     if (dfd >= 0)
         close(dfd);
@@ -1422,6 +1595,7 @@ void repo_writer_free(repo_writer *w)
         sm_buf_release(&w->workers[i].zbuf);
         sm_buf_release(&w->workers[i].sbuf);
     }
+    pdir_free_all(w);
     if (!w->committed) {
         /* blobs claimed by this session may never have reached a pack: the
          * in-memory index is no longer trustworthy */
