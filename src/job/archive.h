@@ -24,11 +24,12 @@
 
 /* metadata.json: "format" and the "version" this code writes and reads.
  * Import (and export, before writing anything) requires these fields:
- * format (string), version (integer), backup_id (string), project (object),
- * type (string), created_at (string), checksums (object); sizes, when
- * present, must be an object. checksums maps each part the archive holds
- * ("database", "globals", "storage", "config") to "sha256:<64 hex>", and no
- * other part: use archive_export_checksums() to fill it. */
+ * format (string), version (integer), backup_id (string), type (string),
+ * created_at (string), checksums (object); project and sizes may be absent
+ * or null, or else must be objects; other fields are free. checksums maps
+ * each part the archive holds ("database", "globals", "storage", "config")
+ * to "sha256:<64 hex>", and no other part: archive_export_checksums() gives
+ * exactly that object. */
 #define ARCHIVE_METADATA_FORMAT "supamanager-export"
 #define ARCHIVE_METADATA_VERSION 1
 
@@ -54,7 +55,12 @@ typedef struct archive_export_opts {
  * document, written first), then database.dump, globals.sql, storage/ and
  * config/ from the snapshot's streams of those names (absent streams are
  * skipped). Every byte is verified on the way (chunk MACs, file and stream
- * checksums). *written gets the bytes written to out_fd (may be NULL). */
+ * checksums). *written gets the bytes written to out_fd (may be NULL).
+ * The metadata is checked first (fields and checksums as described above);
+ * fifos, sockets and device files are left out with a warning. Encrypting
+ * needs gpg on PATH (Debian package gnupg); gpg gets the passphrase on a
+ * pipe. A reader of out_fd that goes away gives an error, not SIGPIPE. On
+ * failure out_fd holds a partial archive: the caller discards it. */
 int archive_export(repo *r, const snapshot *s, json_t *metadata, int out_fd,
                    const archive_export_opts *o, uint64_t *written, sm_err *err);
 
@@ -80,7 +86,10 @@ typedef struct archive_import_limits {
  * then verifies the checksums in metadata.json against what was extracted:
  * database.dump and globals.sql by SHA-256, storage/ and config/ by the tree
  * digest of docs/FORMAT.md. *metadata gets the parsed metadata.json (caller
- * decrefs). On failure dest may hold partial files: the caller removes it. */
+ * decrefs). On failure dest may hold partial files: the caller removes it.
+ * Private means checked: owned by the caller, no group or other access.
+ * Entries whose path under dest would reach PATH_MAX are refused; only
+ * user.* extended attributes are restored; owners only as root. */
 int archive_import(const char *path, const char *dest, const char *passphrase,
                    const archive_import_limits *lim, json_t **metadata, sm_err *err);
 

@@ -651,6 +651,21 @@ static int backup_run(ops_ctx *o, const project *p, const char *type, const char
             if (check_dir(p->config_dir, "config directory", err) < 0 ||
                 repo_writer_add_tree(w, "config", p->config_dir, NULL, err) < 0)
                 goto done;
+            /* the pgsodium root key lives outside the config directory:
+             * without it vault secrets cannot be read */
+            if (p->pgsodium_key && *p->pgsodium_key) {
+                int kfd = open(p->pgsodium_key, O_RDONLY | O_CLOEXEC);
+                int r2;
+                if (kfd < 0) {
+                    sm_err_sys(err, errno == ENOENT ? SM_E_NOTFOUND : SM_E_IO,
+                               "cannot read the pgsodium root key '%s'", p->pgsodium_key);
+                    goto done;
+                }
+                r2 = repo_writer_add_fd(w, "pgsodium", kfd, err);
+                close(kfd);
+                if (r2 < 0)
+                    goto done;
+            }
         } else {
             cfglist = config_file_list(p, err);
             if (!cfglist)
@@ -667,6 +682,7 @@ static int backup_run(ops_ctx *o, const project *p, const char *type, const char
     record_part(parts, repo_writer_streams(w), "globals", "globals");
     record_part(parts, repo_writer_streams(w), "storage", "storage");
     record_part(parts, repo_writer_streams(w), "config", "config");
+    record_part(parts, repo_writer_streams(w), "pgsodium", "pgsodium");
     json_object_set_new(meta, "backup_id", json_string(b->id));
     json_object_set_new(meta, "project", json_pack("{s:s,s:s}", "id", p->id, "name", p->name));
     json_object_set_new(meta, "type", json_string(type));
@@ -1006,6 +1022,27 @@ static int stage_all(restore_plan *rp, repo *r, const snapshot *s, sm_err *err)
             rp->config_stage = suffixed(dst->config_dir, "smr", rp->stamp);
             if (repo_restore_tree(r, s, "config", rp->config_stage, &ro, err) < 0)
                 return sm_err_prefix(err, "cannot stage the config files");
+            if (snapshot_stream(s, "pgsodium") && dst->pgsodium_key && *dst->pgsodium_key) {
+                char *stage = suffixed(dst->pgsodium_key, "smr", rp->stamp);
+                char *prev = suffixed(dst->pgsodium_key, "smprev", rp->stamp);
+                int rc = stream_to_file(r, s, "pgsodium", stage, &ro, err);
+                struct stat ks;
+                /* a file stream keeps no owner or mode: take those of the key it
+                 * replaces (the database server must still be able to read it) */
+                if (rc == 0 && stat(dst->pgsodium_key, &ks) == 0) {
+                    if (chown(stage, ks.st_uid, ks.st_gid) != 0 && geteuid() == 0)
+                        sm_log(SM_LOG_WARN, "cannot set the owner of '%s'", stage);
+                    chmod(stage, ks.st_mode & 07777);
+                }
+                rp->config_files = json_array();
+                json_array_append_new(rp->config_files,
+                                      json_pack("{s:s,s:s,s:s,s:s}", "name", "pgsodium", "path",
+                                                dst->pgsodium_key, "stage", stage, "prev", prev));
+                free(stage);
+                free(prev);
+                if (rc < 0)
+                    return sm_err_prefix(err, "cannot stage the pgsodium root key");
+            }
         } else {
             /* files restored next to their originals (same file system: rename
              * swaps them); names map to paths through the backup's list, or the
@@ -1567,6 +1604,13 @@ static int export_fn(ops_ctx *o, void *arg, sm_err *err)
         repo_snapshot_load(r, a->b->snapshot_id, &s, err) < 0)
         goto out;
     md = export_metadata(a->b);
+    {
+        /* what the archive will hold (special files are left out of it) */
+        json_t *sums = NULL;
+        if (archive_export_checksums(r, s, &sums, err) < 0)
+            goto out;
+        json_object_set_new(md, "checksums", sums);
+    }
     tmp = sm_xasprintf("%s.tmp.%ld", path, (long)getpid());
     fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
     if (fd < 0) {

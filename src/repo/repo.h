@@ -238,4 +238,12 @@ int repo_read_node(repo *r, const struct tree_node *node, repo_data_fn fn, void 
 int repo_read_stream(repo *r, const snapshot *s, const char *stream, repo_data_fn fn, void *ud,
                      sm_err *err);
 
+/* The same with one set of reader threads kept across calls (for reading
+ * many files, e.g. writing an archive). */
+typedef struct repo_reader repo_reader;
+int repo_reader_new(repo_reader **out, repo *r, int threads, sm_err *err);
+int repo_reader_read_node(repo_reader *rr, const struct tree_node *node, repo_data_fn fn, void *ud,
+                          sm_err *err);
+void repo_reader_free(repo_reader *rr);
+
 #endif

@@ -522,6 +522,41 @@ int repo_read_node(repo *r, const tree_node *node, repo_data_fn fn, void *ud, sm
     return rc;
 }
 
+struct repo_reader {
+    repo *r;
+    fetcher *f;
+};
+
+int repo_reader_new(repo_reader **out, repo *r, int threads, sm_err *err)
+{
+    repo_reader *rr;
+
+    if (repo_index_ensure(r, err) < 0)
+        return -1;
+    rr = sm_xcalloc(1, sizeof(*rr));
+    rr->r = r;
+    if (fetcher_new(&rr->f, r, threads, err) < 0) {
+        free(rr);
+        return -1;
+    }
+    *out = rr;
+    return 0;
+}
+
+int repo_reader_read_node(repo_reader *rr, const tree_node *node, repo_data_fn fn, void *ud,
+                          sm_err *err)
+{
+    return fetch_node(rr->f, node, node->name ? node->name : "file", fn, ud, NULL, NULL, err);
+}
+
+void repo_reader_free(repo_reader *rr)
+{
+    if (!rr)
+        return;
+    fetcher_free(rr->f);
+    free(rr);
+}
+
 int repo_read_stream(repo *r, const snapshot *s, const char *stream, repo_data_fn fn, void *ud,
                      sm_err *err)
 {

@@ -389,7 +389,7 @@ static void init_then_open_succeeds(void **state)
     cfg = repo_config_json(r);
     assert_int_equal(json_integer_value(json_object_get(cfg, "version")), 1);
     assert_int_equal(json_integer_value(json_object_get(cfg, "pack_size")), 64 * KIB);
-    assert_int_equal(json_integer_value(json_object_get(cfg, "compression_level")), 3);
+    assert_int_equal(json_integer_value(json_object_get(cfg, "compression_level")), 2);
     assert_int_equal(json_integer_value(json_object_get(json_object_get(cfg, "chunker"), "avg")),
                      4 * KIB);
     json_decref(cfg);
