@@ -54,7 +54,6 @@ int main(int argc, char **argv)
         return cmd_repo(argc - 1, argv + 1);
     if (!strcmp(cmd, "demo"))
         return cmd_demo(argc - 1, argv + 1);
-#ifdef SM_PROJECT_CMDS
     if (!strcmp(cmd, "project"))
         return cmd_project(argc - 1, argv + 1);
     if (!strcmp(cmd, "org"))
@@ -67,6 +66,5 @@ int main(int argc, char **argv)
         return cmd_restore(argc - 1, argv + 1);
     if (!strcmp(cmd, "import"))
         return cmd_import(argc - 1, argv + 1);
-#endif
     return cli_usage("unknown command '%s'", cmd);
 }

@@ -363,15 +363,24 @@ static json_t *config_file_list(const project *p, sm_err *err)
     return list;
 }
 
-static int stage_config_files(const json_t *list, const char *dir, sm_err *err)
+/* Copies the config files into dir; with lenient, missing ones are skipped. */
+static int stage_config_files(const json_t *list, const char *dir, int lenient, sm_err *err)
 {
     json_t *f;
     size_t i;
 
     json_array_foreach(list, i, f)
     {
+        const char *path = json_string_value(json_object_get(f, "path"));
         char *dst = sm_path_join(dir, json_string_value(json_object_get(f, "name")));
-        int rc = copy_file(json_string_value(json_object_get(f, "path")), dst, err);
+        int rc;
+        if (lenient && !sm_exists(path)) {
+            sm_log(SM_LOG_WARN, "config file '%s' is missing; the safety backup goes without it",
+                   path);
+            free(dst);
+            continue;
+        }
+        rc = copy_file(path, dst, err);
         free(dst);
         if (rc < 0)
             return sm_err_prefix(err, "config file");
@@ -561,12 +570,19 @@ static int backup_run(ops_ctx *o, const project *p, const char *type, const char
     json_t *meta = json_object(), *parts = json_object(), *cfglist = NULL, *tags = NULL;
     char *cfgdir = NULL, snap[65];
     int want_db, want_storage, want_config, rc = -1;
+    /* a safety backup saves whatever is there: a damaged project (the reason
+     * for a restore) may lack its storage directory or config files */
+    int lenient = kind && !strcmp(kind, "safety");
     repo_writer_opts wo;
     prog pg;
     double t0 = sm_mono();
     uint64_t total = 0, fresh = 0, stored = 0;
 
     ops_type_parts(type, &want_db, &want_storage, &want_config);
+    if (lenient && want_storage && !sm_is_dir(p->storage_dir))
+        want_storage = 0;
+    if (lenient && want_config && p->config_dir && *p->config_dir && !sm_is_dir(p->config_dir))
+        want_config = 0;
     b->id = new_backup_id(o->cat, p->id, sm_now(), err);
     if (!b->id)
         goto done;
@@ -656,22 +672,28 @@ static int backup_run(ops_ctx *o, const project *p, const char *type, const char
             if (p->pgsodium_key && *p->pgsodium_key) {
                 int kfd = open(p->pgsodium_key, O_RDONLY | O_CLOEXEC);
                 int r2;
-                if (kfd < 0) {
+                if (kfd < 0 && errno == ENOENT && lenient) {
+                    sm_log(SM_LOG_WARN, "%s: the pgsodium root key '%s' is missing; the safety "
+                                        "backup goes without it",
+                           p->id, p->pgsodium_key);
+                } else if (kfd < 0) {
                     sm_err_sys(err, errno == ENOENT ? SM_E_NOTFOUND : SM_E_IO,
                                "cannot read the pgsodium root key '%s'", p->pgsodium_key);
                     goto done;
                 }
-                r2 = repo_writer_add_fd(w, "pgsodium", kfd, err);
-                close(kfd);
-                if (r2 < 0)
-                    goto done;
+                if (kfd >= 0) {
+                    r2 = repo_writer_add_fd(w, "pgsodium", kfd, err);
+                    close(kfd);
+                    if (r2 < 0)
+                        goto done;
+                }
             }
         } else {
             cfglist = config_file_list(p, err);
             if (!cfglist)
                 goto done;
             cfgdir = tmp_dir(o, "config", err);
-            if (!cfgdir || stage_config_files(cfglist, cfgdir, err) < 0 ||
+            if (!cfgdir || stage_config_files(cfglist, cfgdir, lenient, err) < 0 ||
                 repo_writer_add_tree(w, "config", cfgdir, NULL, err) < 0)
                 goto done;
             json_object_set(meta, "config_files", cfglist);
@@ -976,6 +998,10 @@ static int stage_all(restore_plan *rp, repo *r, const snapshot *s, sm_err *err)
         po.work_dir = rp->work;
         pg.phase = "restore database";
         rc = stream_to_file(r, s, "database", dump, &ro, err);
+        /* a dump written to a pipe has no data offsets, which stops pg_restore -j
+         * from working in parallel: put them back */
+        if (rc == 0 && pg_dump_fill_offsets(dump, NULL, err) < 0)
+            rc = -1;
         if (rc == 0 && snapshot_stream(s, "globals"))
             rc = stream_to_file(r, s, "globals", glob, &ro, err);
         /* pg_restore and psql run as the calling user, reading these files */
@@ -1459,7 +1485,8 @@ static int verify_fn(ops_ctx *o, void *arg, sm_err *err)
         goto out;
     chmod(work, 0755);
     dump = sm_path_join(work, "database.dump");
-    if (stream_to_file(r, s, "database", dump, NULL, err) < 0)
+    if (stream_to_file(r, s, "database", dump, NULL, err) < 0 ||
+        pg_dump_fill_offsets(dump, NULL, err) < 0)
         goto out;
     chmod(dump, 0644);
     {
@@ -1832,7 +1859,7 @@ int ops_import(ops_ctx *o, const char *archive_path, const project *p, const cha
     char *work = NULL, *dest = NULL, *maint = NULL, *loc = NULL;
     json_t *md = NULL;
     pg_server srv;
-    int created_db = 0, created_storage = 0, added = 0, rc = -1, exists = 0;
+    int created_db = 0, created_storage = 0, created_config = 0, added = 0, rc = -1, exists = 0;
     archive_import_limits lim;
     import_arg a;
     sm_err e2 = SM_ERR_INIT;
@@ -1902,6 +1929,11 @@ int ops_import(ops_ctx *o, const char *archive_path, const project *p, const cha
             goto out;
         created_storage = 1;
     }
+    if (p->config_dir && *p->config_dir && !sm_exists(p->config_dir)) {
+        if (sm_mkdir_p(p->config_dir, 0755, err) < 0)
+            goto out;
+        created_config = 1;
+    }
 
     /* 3. the project, its first backup (the archive), and the restore */
     if (ops_project_add(o, p, 1, err) < 0)
@@ -1931,6 +1963,8 @@ out:
         }
         if (created_storage)
             sm_rm_rf(p->storage_dir, NULL);
+        if (created_config)
+            sm_rm_rf(p->config_dir, NULL);
         free(*backup_id);
         *backup_id = NULL;
     }

@@ -52,7 +52,7 @@ d = json.load(open(sys.argv[1]))
 assert d["snapshots"] == 1, d
 assert d["packs"] >= 1 and d["blobs"] > 3, d
 assert d["stored_bytes"] < d["logical_bytes"], d   # compressed
-assert d["config"]["compression_level"] == 3, d
+assert d["config"]["compression_level"] == 2, d
 PY
 ok "stats"
 

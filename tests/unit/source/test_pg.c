@@ -345,8 +345,10 @@ static void probe_as_a_non_superuser_fails_with_forbidden(void **state)
     char *url = url_of(w->src_port, "authenticator", "proj"), want[256];
 
     assert_int_equal(pg_probe(url, &s, &err), -1);
-    snprintf(want, sizeof(want), "role 'authenticator' is not a superuser on PostgreSQL at "
-             "127.0.0.1:%d", w->src_port);
+    snprintf(want, sizeof(want),
+             "role 'authenticator' is not a superuser on PostgreSQL at "
+             "127.0.0.1:%d",
+             w->src_port);
     assert_err(&err, SM_E_FORBIDDEN, want);
     assert_non_null(strstr(err.hint, "superuser"));
     assert_int_equal(s.superuser, 0);
@@ -362,8 +364,10 @@ static void probe_with_an_unknown_role_fails_with_auth(void **state)
     char *url = url_of(w->src_port, "nobody", "proj"), want[256];
 
     assert_int_equal(pg_probe(url, &s, &err), -1);
-    snprintf(want, sizeof(want), "cannot log in to PostgreSQL at 127.0.0.1:%d as 'nobody': role "
-             "\"nobody\" does not exist", w->src_port);
+    snprintf(want, sizeof(want),
+             "cannot log in to PostgreSQL at 127.0.0.1:%d as 'nobody': role "
+             "\"nobody\" does not exist",
+             w->src_port);
     assert_err(&err, SM_E_AUTH, want);
     assert_true(err.hint[0] != '\0');
     free(url);
@@ -379,8 +383,10 @@ static void probe_with_a_wrong_password_fails_with_auth_and_hides_it(void **stat
     char want[256];
 
     assert_int_equal(pg_probe(bad, &s, &err), -1);
-    snprintf(want, sizeof(want), "cannot log in to PostgreSQL at 127.0.0.1:%d as 'pwadmin': "
-             "password authentication failed for user \"pwadmin\"", w->src_port);
+    snprintf(want, sizeof(want),
+             "cannot log in to PostgreSQL at 127.0.0.1:%d as 'pwadmin': "
+             "password authentication failed for user \"pwadmin\"",
+             w->src_port);
     assert_err(&err, SM_E_AUTH, want);
     assert_null(strstr(err.hint, "wrong-pw-77"));
     sm_err_clear(&err);
@@ -423,8 +429,9 @@ static void find_bindir_of_a_missing_major_names_the_package(void **state)
 
     (void)state;
     assert_int_equal(pg_find_bindir(99, dir, sizeof(dir), &err), -1);
-    assert_err(&err, SM_E_NOTFOUND, "no pg_dump of PostgreSQL 99 found (looked in "
-                                    "/usr/lib/postgresql/99/bin and /usr/pgsql-99/bin)");
+    assert_err(&err, SM_E_NOTFOUND,
+               "no pg_dump of PostgreSQL 99 found (looked in "
+               "/usr/lib/postgresql/99/bin and /usr/pgsql-99/bin)");
     assert_non_null(strstr(err.hint, "apt-get install postgresql-client-99"));
     assert_int_equal(pg_find_bindir(15, dir, sizeof(dir), &err), 0);
     assert_string_equal(dir, "/usr/lib/postgresql/15/bin");
@@ -472,22 +479,21 @@ static void rename_sql_changes_only_database_name_positions(void **state)
 {
     sm_buf out = SM_BUF_INIT;
     sm_err err = SM_ERR_INIT;
-    const char *in =
-        "-- Name: proj; Type: DATABASE; Owner: o'brien\n"
-        "CREATE DATABASE proj WITH TEMPLATE = template0 LOCALE = 'C.UTF-8';\n"
-        "ALTER DATABASE proj OWNER TO postgres;\n"
-        "\\unrestrict KEY\n"
-        "\\connect proj\n"
-        "\\restrict KEY\n"
-        "COMMENT ON DATABASE proj IS 'about proj\n"
-        "ALTER DATABASE proj SET x TO ''y'';\n"
-        "end';\n"
-        "ALTER DATABASE proj SET \"app.settings.jwt_exp\" TO '3600';\n"
-        "ALTER ROLE \"we ird\" IN DATABASE proj SET a TO 'b';\n"
-        "ALTER ROLE projx IN DATABASE proj SET a TO 'b';\n"
-        "GRANT CREATE,CONNECT ON DATABASE proj TO supabase_auth_admin;\n"
-        "ALTER DATABASE projx SET a TO 'b';\n"
-        "SELECT 'CREATE DATABASE proj';\n";
+    const char *in = "-- Name: proj; Type: DATABASE; Owner: o'brien\n"
+                     "CREATE DATABASE proj WITH TEMPLATE = template0 LOCALE = 'C.UTF-8';\n"
+                     "ALTER DATABASE proj OWNER TO postgres;\n"
+                     "\\unrestrict KEY\n"
+                     "\\connect proj\n"
+                     "\\restrict KEY\n"
+                     "COMMENT ON DATABASE proj IS 'about proj\n"
+                     "ALTER DATABASE proj SET x TO ''y'';\n"
+                     "end';\n"
+                     "ALTER DATABASE proj SET \"app.settings.jwt_exp\" TO '3600';\n"
+                     "ALTER ROLE \"we ird\" IN DATABASE proj SET a TO 'b';\n"
+                     "ALTER ROLE projx IN DATABASE proj SET a TO 'b';\n"
+                     "GRANT CREATE,CONNECT ON DATABASE proj TO supabase_auth_admin;\n"
+                     "ALTER DATABASE projx SET a TO 'b';\n"
+                     "SELECT 'CREATE DATABASE proj';\n";
     const char *want =
         "-- Name: proj; Type: DATABASE; Owner: o'brien\n"
         "CREATE DATABASE \"proj_staging\" WITH TEMPLATE = template0 LOCALE = 'C.UTF-8';\n"
@@ -505,8 +511,7 @@ static void rename_sql_changes_only_database_name_positions(void **state)
         "SELECT 'CREATE DATABASE proj';\n";
 
     (void)state;
-    assert_int_equal(pg_sql_rename_database(in, strlen(in), "proj", "proj_staging", &out, &err),
-                     0);
+    assert_int_equal(pg_sql_rename_database(in, strlen(in), "proj", "proj_staging", &out, &err), 0);
     assert_string_equal(sm_buf_str(&out), want);
     sm_buf_reset(&out);
 
@@ -568,7 +573,6 @@ static void snapshot_metadata_counts_rows_exactly_and_lists_extensions_and_setti
     sm_err err = SM_ERR_INIT;
     pg_session *s = NULL;
     json_t *meta, *counts, *exts, *v;
-    const char *key;
     PGconn *c;
     PGresult *r;
     size_t i;
@@ -581,8 +585,7 @@ static void snapshot_metadata_counts_rows_exactly_and_lists_extensions_and_setti
     pg_snapshot_end(s);
 
     assert_string_equal(json_string_value(json_object_get(meta, "database")), "proj");
-    assert_string_equal(json_string_value(json_object_get(meta, "server_version")),
-                        w->src.version);
+    assert_string_equal(json_string_value(json_object_get(meta, "server_version")), w->src.version);
     assert_string_equal(json_string_value(json_object_get(meta, "encoding")), "UTF8");
     assert_true(json_integer_value(json_object_get(meta, "size_bytes")) > 1000000);
     assert_int_equal(json_integer_value(json_object_get(meta, "large_objects")), 3);
@@ -618,10 +621,12 @@ static void snapshot_metadata_counts_rows_exactly_and_lists_extensions_and_setti
                          json_integer_value(json_object_get(counts, "public.events_default")),
                      3000);
     assert_null(json_object_get(counts, "public.author_stats")); /* materialized view */
-    json_object_foreach(counts, key, v) assert_true(json_is_integer(v));
+    for (void *it = json_object_iter(counts); it; it = json_object_iter_next(counts, it))
+        assert_true(json_is_integer(json_object_iter_value(it)));
 
     exts = json_object_get(meta, "extensions");
-    json_array_foreach(exts, i, v) {
+    for (i = 0; i < json_array_size(exts); i++) {
+        v = json_array_get(exts, i);
         const char *name = json_string_value(json_object_get(v, "name"));
         const char *owner = json_string_value(json_object_get(v, "owner"));
         assert_non_null(json_string_value(json_object_get(v, "version")));
@@ -637,8 +642,9 @@ static void snapshot_metadata_counts_rows_exactly_and_lists_extensions_and_setti
         }
     }
     assert_true(pgcrypto && citext);
-    json_array_foreach(json_object_get(meta, "database_settings"), i, v)
-        if (!strcmp(json_string_value(v), "app.settings.jwt_exp=3600"))
+    v = json_object_get(meta, "database_settings");
+    for (i = 0; i < json_array_size(v); i++)
+        if (!strcmp(json_string_value(json_array_get(v, i)), "app.settings.jwt_exp=3600"))
             found_jwt = 1;
     assert_true(found_jwt);
     json_decref(meta);
@@ -661,20 +667,20 @@ static void metadata_and_dump_see_the_snapshot_not_later_writes(void **state)
     q_exec(maint, "CREATE DATABASE snapdb");
     q_exec(url, "CREATE TABLE t AS SELECT g FROM generate_series(1, 10) g");
     /* inheritance (not partitioning): each table counts its own rows only */
-    q_exec(url, "CREATE TABLE inh_parent (a int); CREATE TABLE inh_child () INHERITS (inh_parent);"
-                "INSERT INTO inh_parent VALUES (1), (2); INSERT INTO inh_child VALUES (3), (4), (5)");
+    q_exec(url,
+           "CREATE TABLE inh_parent (a int); CREATE TABLE inh_child () INHERITS (inh_parent);"
+           "INSERT INTO inh_parent VALUES (1), (2); INSERT INTO inh_child VALUES (3), (4), (5)");
     assert_int_equal(pg_snapshot_begin(&s, url, &w->src, &err), 0);
     q_exec(url, "INSERT INTO t SELECT g FROM generate_series(11, 15) g");
     meta = pg_snapshot_metadata(s, &err);
     assert_non_null(meta);
-    assert_int_equal(json_integer_value(json_object_get(json_object_get(meta, "row_counts"),
-                                                        "public.t")),
-                     10);
-    assert_int_equal(json_integer_value(json_object_get(json_object_get(meta, "row_counts"),
-                                                        "public.inh_parent")),
+    assert_int_equal(
+        json_integer_value(json_object_get(json_object_get(meta, "row_counts"), "public.t")), 10);
+    assert_int_equal(json_integer_value(
+                         json_object_get(json_object_get(meta, "row_counts"), "public.inh_parent")),
                      2);
-    assert_int_equal(json_integer_value(json_object_get(json_object_get(meta, "row_counts"),
-                                                        "public.inh_child")),
+    assert_int_equal(json_integer_value(
+                         json_object_get(json_object_get(meta, "row_counts"), "public.inh_child")),
                      3);
     assert_int_equal(pg_dump_start(&p, &w->src, url, pg_snapshot_id(s), &err), 0);
     assert_int_equal(drain_to_file(&p, dump, &err), 0);
@@ -790,7 +796,8 @@ static void dump_with_a_password_url_works_and_never_shows_it(void **state)
 
     assert_int_equal(pg_dump_start(&p, &w->src, nodb, NULL, &err), 0);
     assert_int_equal(drain_to_file(&p, out, &err), -1);
-    snprintf(want, sizeof(want), "pg_dump failed (exit status 1): pg_dump: error: connection to "
+    snprintf(want, sizeof(want),
+             "pg_dump failed (exit status 1): pg_dump: error: connection to "
              "server at \"127.0.0.1\", port %d failed: FATAL: database \"nodb_x\" does not exist",
              w->src_port);
     assert_err(&err, SM_E_EXTERNAL, want);
@@ -799,6 +806,51 @@ static void dump_with_a_password_url_works_and_never_shows_it(void **state)
     free(good);
     free(nodb);
     free(out);
+}
+
+static void fill_offsets_makes_a_piped_dump_what_pg_dump_f_writes(void **state)
+{
+    world *w = *state;
+    sm_err err = SM_ERR_INIT;
+    char *direct = th_path(w->dir, "direct.dump"), *filled = th_path(w->dir, "filled.dump");
+    char *junk = th_path(w->dir, "junk.dump");
+    sm_buf a = SM_BUF_INIT, b = SM_BUF_INIT;
+    int n = -1;
+
+    ensure_backup(w);
+    assert_int_equal(
+        sh("%s/pg_dump -Fc -Z0 -f \"%s\" -d \"%s\"", w->src.bindir, direct, w->src_url), 0);
+    th_read(w->dump_path, &a);
+    th_write(filled, a.data, a.len);
+    assert_int_equal(pg_dump_fill_offsets(filled, &n, &err), 0);
+    assert_true(n > 20); /* one per table with data, plus the large objects */
+    th_read(filled, &a);
+    th_read(direct, &b);
+    assert_int_equal(a.len, b.len);
+    /* only the creation time in the header differs (5 magic + 6 + compression + 7 ints) */
+    for (size_t i = 51; i < a.len; i++)
+        if (a.data[i] != b.data[i])
+            fail_msg("byte %zu differs from pg_dump -f", i);
+    assert_int_equal(pg_dump_fill_offsets(filled, &n, &err), 0);
+    assert_int_equal(n, 0);
+    assert_int_equal(pg_dump_fill_offsets(direct, &n, &err), 0);
+    assert_int_equal(n, 0);
+
+    th_write(junk, a.data, a.len / 2);
+    assert_int_equal(pg_dump_fill_offsets(junk, &n, &err), -1);
+    assert_int_equal(err.code, SM_E_CORRUPT);
+    th_write_str(junk, "not a dump");
+    assert_int_equal(pg_dump_fill_offsets(junk, &n, &err), -1);
+    {
+        char *want = sm_xasprintf("'%s' is not a pg_dump archive", junk);
+        assert_err(&err, SM_E_INVALID, want);
+        free(want);
+    }
+    sm_buf_release(&a);
+    sm_buf_release(&b);
+    free(direct);
+    free(filled);
+    free(junk);
 }
 
 /* ---- restore ---- */
@@ -838,6 +890,7 @@ static void restore_into_a_prepared_instance_is_exact_and_swaps_in(void **state)
     phases ph = {{0}};
     PGconn *live = NULL;
     PGresult *r;
+    char *filled = th_path(w->dir, "proj.filled.dump");
 
     ensure_backup(w);
     o.work_dir = w->dir;
@@ -847,8 +900,15 @@ static void restore_into_a_prepared_instance_is_exact_and_swaps_in(void **state)
     if (pg_restore_globals(&w->dst, w->dst_url, w->globals_path, &o, &err) < 0)
         fail_msg("pg_restore_globals: %s", err.msg);
     w->globals_on_dst = 1;
-    if (pg_restore_database(&w->dst, w->dst_url, w->dump_path, "proj_staging", w->meta, &o,
-                            &err) < 0)
+    /* from a copy with data offsets (the snapshot test restores one without) */
+    {
+        sm_buf b = SM_BUF_INIT;
+        th_read(w->dump_path, &b);
+        th_write(filled, b.data, b.len);
+        sm_buf_release(&b);
+    }
+    assert_int_equal(pg_dump_fill_offsets(filled, NULL, &err), 0);
+    if (pg_restore_database(&w->dst, w->dst_url, filled, "proj_staging", w->meta, &o, &err) < 0)
         fail_msg("pg_restore_database: %s", err.msg);
     assert_string_equal(ph.seen, "restoring roles, reading the dump, creating the database, "
                                  "restoring schemas, creating extensions, restoring data");
@@ -880,6 +940,19 @@ static void restore_into_a_prepared_instance_is_exact_and_swaps_in(void **state)
 
     compare_fingerprints(w, "db_fingerprint", w->src_url, w->dst_url);
     compare_fingerprints(w, "roles_fingerprint", w->src_url, w->dst_url);
+    free(filled);
+}
+
+/* The entry of extension name in meta "extensions". */
+static json_t *ext_named(json_t *meta, const char *name)
+{
+    json_t *exts = json_object_get(meta, "extensions");
+
+    for (size_t i = 0; i < json_array_size(exts); i++)
+        if (!strcmp(json_string_value(json_object_get(json_array_get(exts, i), "name")), name))
+            return json_array_get(exts, i);
+    fail_msg("no extension %s in the metadata", name);
+    return NULL;
 }
 
 static void extensions_keep_their_owners_and_versions(void **state)
@@ -889,8 +962,6 @@ static void extensions_keep_their_owners_and_versions(void **state)
     pg_session *s = NULL;
     pg_proc p = PG_PROC_INIT;
     json_t *meta;
-    size_t i;
-    json_t *v;
     char *src_maint = url_of(w->src_port, "postgres", "postgres");
     char *dst_maint = url_of(w->dst_port, "postgres", "postgres");
     char *url = url_of(w->src_port, "postgres", "extdb");
@@ -927,9 +998,7 @@ static void extensions_keep_their_owners_and_versions(void **state)
     assert_int_equal(pg_drop_database(&w->dst, w->dst_url, "extdb_restored", &err), 0);
 
     /* a version the server does not have: its default version */
-    json_array_foreach(json_object_get(meta, "extensions"), i, v)
-        if (!strcmp(json_string_value(json_object_get(v, "name")), "hstore"))
-            json_object_set_new(v, "version", json_string("9.9"));
+    json_object_set_new(ext_named(meta, "hstore"), "version", json_string("9.9"));
     if (pg_restore_database(&w->dst, w->dst_url, dump, "extdb_restored", meta, NULL, &err) < 0)
         fail_msg("pg_restore_database: %s", err.msg);
     v1 = q_val(restored, "SELECT extversion FROM pg_extension WHERE extname = 'hstore'");
@@ -938,15 +1007,15 @@ static void extensions_keep_their_owners_and_versions(void **state)
     assert_int_equal(pg_drop_database(&w->dst, w->dst_url, "extdb_restored", &err), 0);
 
     /* an owner the target does not have */
-    json_array_foreach(json_object_get(meta, "extensions"), i, v)
-        if (!strcmp(json_string_value(json_object_get(v, "name")), "hstore"))
-            json_object_set_new(v, "owner", json_string("no_such_role"));
+    json_object_set_new(ext_named(meta, "hstore"), "owner", json_string("no_such_role"));
     assert_int_equal(
         pg_restore_database(&w->dst, w->dst_url, dump, "extdb_restored", meta, NULL, &err), -1);
     {
         char want[300];
-        snprintf(want, sizeof(want), "extension 'hstore' was owned by role 'no_such_role', which "
-                 "does not exist on PostgreSQL at 127.0.0.1:%d", w->dst_port);
+        snprintf(want, sizeof(want),
+                 "extension 'hstore' was owned by role 'no_such_role', which "
+                 "does not exist on PostgreSQL at 127.0.0.1:%d",
+                 w->dst_port);
         assert_err(&err, SM_E_NOTFOUND, want);
     }
     assert_int_equal(db_exists(w, "extdb_restored"), 0);
@@ -1026,8 +1095,10 @@ static void restore_of_a_dump_with_a_missing_locale_fails_clearly(void **state)
     th_write(dump, b.data, b.len);
     assert_int_equal(
         pg_restore_database(&w->dst, w->dst_url, dump, "tiny_staging", NULL, NULL, &err), -1);
-    snprintf(want, sizeof(want), "cannot create database 'tiny_staging': locale 'C.UTF-9' of the "
-             "dumped database does not exist on PostgreSQL at 127.0.0.1:%d", w->dst_port);
+    snprintf(want, sizeof(want),
+             "cannot create database 'tiny_staging': locale 'C.UTF-9' of the "
+             "dumped database does not exist on PostgreSQL at 127.0.0.1:%d",
+             w->dst_port);
     assert_err(&err, SM_E_DB, want);
     assert_non_null(strstr(err.hint, "locale-gen"));
     assert_int_equal(db_exists(w, "tiny_staging"), 0);
@@ -1047,11 +1118,13 @@ static void restore_needs_a_superuser(void **state)
     snprintf(s.user, sizeof(s.user), "authenticator");
     assert_int_equal(pg_restore_database(&s, w->dst_url, "/nonexistent", "x", NULL, NULL, &err),
                      -1);
-    assert_err(&err, SM_E_FORBIDDEN, "an exact restore needs a superuser, and role "
-                                     "'authenticator' is not one");
+    assert_err(&err, SM_E_FORBIDDEN,
+               "an exact restore needs a superuser, and role "
+               "'authenticator' is not one");
     assert_int_equal(pg_restore_globals(&s, w->dst_url, "/nonexistent", NULL, &err), -1);
-    assert_err(&err, SM_E_FORBIDDEN, "restoring roles needs a superuser, and role "
-                                     "'authenticator' is not one");
+    assert_err(&err, SM_E_FORBIDDEN,
+               "restoring roles needs a superuser, and role "
+               "'authenticator' is not one");
 }
 
 static void restore_globals_reports_the_failing_statement(void **state)
@@ -1094,30 +1167,38 @@ static void verify_counts_names_the_first_table_that_differs(void **state)
     json_object_set_new(counts, "public.posts", json_integer(1999));
     json_object_set_new(counts, "public.zzz", json_integer(0));
     assert_int_equal(pg_verify_counts(&w->src, w->src_url, "proj", meta, &err), -1);
-    snprintf(want, sizeof(want), "table 'public.posts' has 2000 rows in database 'proj' on "
-             "PostgreSQL at 127.0.0.1:%d but 1999 in the backup", w->src_port);
+    snprintf(want, sizeof(want),
+             "table 'public.posts' has 2000 rows in database 'proj' on "
+             "PostgreSQL at 127.0.0.1:%d but 1999 in the backup",
+             w->src_port);
     assert_err(&err, SM_E_CORRUPT, want);
 
     json_object_del(counts, "auth.users");
     assert_int_equal(pg_verify_counts(&w->src, w->src_url, "proj", meta, &err), -1);
-    snprintf(want, sizeof(want), "table 'auth.users' has 200 rows in database 'proj' on "
-             "PostgreSQL at 127.0.0.1:%d but is not in the backup", w->src_port);
+    snprintf(want, sizeof(want),
+             "table 'auth.users' has 200 rows in database 'proj' on "
+             "PostgreSQL at 127.0.0.1:%d but is not in the backup",
+             w->src_port);
     assert_err(&err, SM_E_CORRUPT, want);
     json_decref(meta);
 
     meta = json_deep_copy(w->meta);
     json_object_set_new(json_object_get(meta, "row_counts"), "public.gone", json_integer(1));
     assert_int_equal(pg_verify_counts(&w->src, w->src_url, "proj", meta, &err), -1);
-    snprintf(want, sizeof(want), "table 'public.gone' of the backup is missing from database "
-             "'proj' on PostgreSQL at 127.0.0.1:%d", w->src_port);
+    snprintf(want, sizeof(want),
+             "table 'public.gone' of the backup is missing from database "
+             "'proj' on PostgreSQL at 127.0.0.1:%d",
+             w->src_port);
     assert_err(&err, SM_E_CORRUPT, want);
     json_decref(meta);
 
     meta = json_deep_copy(w->meta);
     json_object_set_new(meta, "large_objects", json_integer(4));
     assert_int_equal(pg_verify_counts(&w->src, w->src_url, "proj", meta, &err), -1);
-    snprintf(want, sizeof(want), "database 'proj' on PostgreSQL at 127.0.0.1:%d has 3 large "
-             "objects but the backup has 4", w->src_port);
+    snprintf(want, sizeof(want),
+             "database 'proj' on PostgreSQL at 127.0.0.1:%d has 3 large "
+             "objects but the backup has 4",
+             w->src_port);
     assert_err(&err, SM_E_CORRUPT, want);
     json_decref(meta);
 }
@@ -1169,6 +1250,7 @@ int main(void)
         cmocka_unit_test(dump_failing_midway_reports_exit_status_and_stderr),
         cmocka_unit_test(abort_stops_a_running_dump),
         cmocka_unit_test(dump_with_a_password_url_works_and_never_shows_it),
+        cmocka_unit_test(fill_offsets_makes_a_piped_dump_what_pg_dump_f_writes),
         cmocka_unit_test(restore_into_a_prepared_instance_is_exact_and_swaps_in),
         cmocka_unit_test(extensions_keep_their_owners_and_versions),
         cmocka_unit_test(failed_restore_leaves_no_staging_database),

@@ -1,0 +1,41 @@
+#!/bin/bash
+# Projects: add (with checks of the database URL and paths), list, show,
+# edit, remove; bad ids and unreachable or unprivileged databases get clear
+# errors and register nothing.
+. "$(dirname "$0")/lib.sh"
+. "$(dirname "$0")/lib_project.sh"
+
+start_cluster src source
+make_project_files "$T/p"
+URL=$(pg_url "$PORT" proj)
+
+sm project add abc123 --name "My App" --db-url "$URL" --storage-dir "$T/p/storage" \
+  --config-dir "$T/p/config" 2>"$T/err" || fail "project add: $(cat "$T/err")"
+sm project list | grep -q "^abc123 *My App" || fail "project list: $(sm project list)"
+sm project show abc123 --json | python3 -c 'import json,sys; d=json.load(sys.stdin); assert d["storage_dir"].endswith("/p/storage") and d["name"]=="My App", d' ||
+  fail "project show --json"
+[ -f "$SUPAMANAGER_HOME/catalog.db" ] || fail "no catalog under SUPAMANAGER_HOME"
+ok "add, list, show"
+
+expect_fail 1 "project 'abc123' already exists" -- sm project add abc123 --name X --db-url "$URL" --storage-dir "$T/p/storage"
+expect_fail 2 "invalid project id 'Bad_Id'" -- sm project add Bad_Id --name X --db-url "$URL" --storage-dir "$T/p/storage"
+expect_fail 2 "invalid project id 'ab'" -- sm project add ab --name X --db-url "$URL" --storage-dir "$T/p/storage"
+expect_fail 3 "storage directory '$T/nope' is missing" -- sm project add p2-x --name X --db-url "$URL" --storage-dir "$T/nope"
+dead=$(pg_free_port)
+expect_fail 1 "cannot connect to PostgreSQL at 127.0.0.1:$dead" -- sm project add p3-x --name X \
+  --db-url "postgresql://postgres@127.0.0.1:$dead/proj" --storage-dir "$T/p/storage"
+pg_psql "$PORT" postgres -c "CREATE ROLE plainuser LOGIN" >/dev/null
+out=$(sm project add p4-x --name X --db-url "postgresql://plainuser@127.0.0.1:$PORT/proj" --storage-dir "$T/p/storage" 2>&1)
+[ $? -ne 0 ] && grep -q "plainuser" <<<"$out" || fail "a non-superuser role was accepted: $out"
+[ "$(sm project list --json | python3 -c 'import json,sys; print(len(json.load(sys.stdin)))')" = 1 ] ||
+  fail "a failed add registered a project"
+ok "bad ids, missing dirs, unreachable and unprivileged databases are refused clearly"
+
+sm project edit abc123 --name "Renamed" --pause-cmd "true" 2>/dev/null || fail "edit"
+sm project show abc123 | grep -q "name: *Renamed" || fail "edit did not change the name"
+expect_fail 3 "unknown project 'nope'" -- sm project show nope
+expect_fail 2 "no terminal to ask for confirmation" -- sm project remove abc123
+sm project show abc123 >/dev/null || fail "an unconfirmed remove removed the project"
+sm project remove abc123 --yes 2>/dev/null || fail "remove"
+expect_fail 3 "unknown project 'abc123'" -- sm project show abc123
+ok "edit and remove"
