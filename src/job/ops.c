@@ -474,7 +474,8 @@ int ops_project_remove(ops_ctx *o, const char *id, int purge, sm_err *err)
     loc = project_repo_location(o->cat, p);
     if (catalog_project_remove(o->cat, id, err) < 0)
         goto out;
-    job = NULL; /* the job row went with the project */
+    free(job); /* the job row went with the project */
+    job = NULL;
     if (purge && sm_rm_rf(loc, err) < 0)
         goto out;
     rc = 0;
