@@ -22,10 +22,15 @@
 
 void ops_ctx_init(ops_ctx *o, catalog *cat, const char *secret)
 {
+    const char *e = getenv("SUPAMANAGER_SAFETY_DAYS");
+    uint64_t v;
+
     memset(o, 0, sizeof(*o));
     o->cat = cat;
     o->secret = secret;
     o->safety_days = 7;
+    if (e && sm_parse_u64(e, 3650, &v) == 0 && v > 0)
+        o->safety_days = (int)v;
 }
 
 /* ---- small helpers ---- */
@@ -559,6 +564,48 @@ out:
     return rc;
 }
 
+/* Safety backups are kept for safety_days: once expired they are deleted
+ * (their data freed) at the project's next backup. Never fails the backup. */
+static void expire_safety(ops_ctx *o, const project *p, repo *r, const char *current)
+{
+    backup_rec **v = NULL;
+    size_t n = 0, nf = 0;
+    const char **forget = NULL;
+    char now[32];
+    sm_err e = SM_ERR_INIT;
+
+    if (catalog_backup_list(o->cat, p->id, "safety", &v, &n, &e) < 0) {
+        sm_log(SM_LOG_WARN, "%s: cannot list safety backups: %s", p->id, e.msg);
+        return;
+    }
+    sm_time_iso(now, sizeof(now), sm_now());
+    forget = sm_xcalloc(n ? n : 1, sizeof(*forget));
+    for (size_t i = 0; i < n; i++)
+        if (strcmp(v[i]->id, current) != 0 && v[i]->expires_at[0] &&
+            strcmp(v[i]->expires_at, now) < 0 && v[i]->snapshot_id)
+            forget[nf++] = v[i]->snapshot_id;
+    if (nf > 0) {
+        repo_prune_opts po;
+        repo_prune_result res;
+        memset(&po, 0, sizeof(po));
+        po.forget = forget;
+        po.nforget = nf;
+        if (repo_prune(r, &po, &res, &e) < 0) {
+            sm_log(SM_LOG_WARN, "%s: cannot delete expired safety backups: %s", p->id, e.msg);
+        } else {
+            for (size_t i = 0; i < n; i++)
+                for (size_t k = 0; k < nf; k++)
+                    if (v[i]->snapshot_id == forget[k]) {
+                        catalog_backup_delete(o->cat, v[i]->id, NULL);
+                        sm_log(SM_LOG_INFO, "%s: expired safety backup %s deleted", p->id,
+                               v[i]->id);
+                    }
+        }
+    }
+    free(forget);
+    backup_list_free(v, n);
+}
+
 /* The body of a backup; the caller holds the project's job claim. */
 static int backup_run(ops_ctx *o, const project *p, const char *type, const char *kind,
                       int keep_days, char **backup_id, sm_err *err)
@@ -718,6 +765,7 @@ static int backup_run(ops_ctx *o, const project *p, const char *type, const char
         goto done;
     repo_writer_totals(w, NULL, &fresh, &stored);
     b->snapshot_id = sm_xstrdup(snap);
+    expire_safety(o, p, r, b->id);
     {
         const char *k;
         json_t *v;

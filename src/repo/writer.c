@@ -386,6 +386,27 @@ static int pack_add(repo_writer *w, worker *wk, const blob_id *id, uint8_t type,
     return rc;
 }
 
+/* Compressing data that does not shrink (images, video, archives: most of a
+ * storage tree) costs as much as compressing text and is thrown away. Three
+ * 4 KiB samples compressed at level 1 tell most of them apart for ~2 % of
+ * the cost; a mixed chunk whose samples do shrink is still compressed whole. */
+#define SAMPLE 4096
+
+static int looks_incompressible(worker *wk, const unsigned char *p, size_t n)
+{
+    unsigned char out[ZSTD_COMPRESSBOUND(3 * SAMPLE)];
+    unsigned char in[3 * SAMPLE];
+    size_t z;
+
+    if (n < 64 * 1024)
+        return 0;
+    memcpy(in, p, SAMPLE);
+    memcpy(in + SAMPLE, p + n / 2 - SAMPLE / 2, SAMPLE);
+    memcpy(in + 2 * SAMPLE, p + n - SAMPLE, SAMPLE);
+    z = ZSTD_compressCCtx(wk->zc, out, sizeof(out), in, sizeof(in), 1);
+    return !ZSTD_isError(z) && z > sizeof(in) * 97 / 100;
+}
+
 static int process(repo_writer *w, worker *wk, wjob *j, sm_err *err)
 {
     const unsigned char *payload = j->data;
@@ -399,7 +420,7 @@ static int process(repo_writer *w, worker *wk, wjob *j, sm_err *err)
         return 0;
     }
     j->is_new = 1;
-    if (w->r->zlevel > 0 && j->len > 64) {
+    if (w->r->zlevel > 0 && j->len > 64 && !looks_incompressible(wk, j->data, j->len)) {
         size_t bound = ZSTD_compressBound(j->len), z;
         sm_buf_reset(&wk->zbuf);
         sm_buf_grow(&wk->zbuf, bound, NULL);
@@ -509,10 +530,8 @@ static int reap_one(repo_writer *w, sm_err *err)
     w->ring_head = (w->ring_head + 1) % w->ring_cap;
     w->ring_count--;
     pthread_mutex_unlock(&w->mu);
-    if (failed)
+    if (failed || w->failed)
         return fail_from_workers(w, err);
-    if (w->failed)
-        return -1;
     if (j->list) {
         j->list->ids[j->slot] = j->id;
     } else if (j->d) {
@@ -905,8 +924,136 @@ out:
 
 /* ---- trees ---- */
 
+/* The prefetcher: a second walk of the same tree, in the same order, that
+ * stays up to PREFETCH_AHEAD bytes of file data ahead of the backup and asks
+ * the kernel to start reading those files (and, on the way, reads the
+ * directories and inodes). On a cold cache the backup then finds its data in
+ * memory instead of waiting for the disk one small file at a time. */
+#define PREFETCH_AHEAD (64u << 20)
+
+typedef struct prefetcher {
+    pthread_t th;
+    int on;
+    char *root;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    uint64_t ahead;    /* bytes announced */
+    uint64_t consumed; /* bytes the backup has reached */
+    int stop;
+    int data; /* 0: directories and inodes only (an incremental backup reads few files) */
+} prefetcher;
+
+static int pf_wait(prefetcher *pf, uint64_t size)
+{
+    int stop;
+    pthread_mutex_lock(&pf->mu);
+    while (!pf->stop && pf->ahead > pf->consumed + PREFETCH_AHEAD)
+        pthread_cond_wait(&pf->cv, &pf->mu);
+    pf->ahead += size;
+    stop = pf->stop;
+    pthread_mutex_unlock(&pf->mu);
+    return stop;
+}
+
+static int pf_cmp(const void *a, const void *b)
+{
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+static int pf_walk(prefetcher *pf, int dfd)
+{
+    DIR *d;
+    struct dirent *de;
+    char **names = NULL;
+    size_t n = 0, cap = 0;
+    int stop = 0;
+
+    d = fdopendir(dfd);
+    if (!d) {
+        close(dfd);
+        return 0;
+    }
+    while ((de = readdir(d)) != NULL) {
+        if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, ".."))
+            continue;
+        SM_GROW(names, cap, n + 1);
+        names[n++] = sm_xstrdup(de->d_name);
+    }
+    if (n > 1)
+        qsort(names, n, sizeof(*names), pf_cmp);
+    for (size_t i = 0; i < n && !stop; i++) {
+        struct stat sb;
+        if (fstatat(dirfd(d), names[i], &sb, AT_SYMLINK_NOFOLLOW) != 0)
+            continue;
+        if (S_ISREG(sb.st_mode) && sb.st_size > 0 && pf->data) {
+            int fd;
+            stop = pf_wait(pf, (uint64_t)sb.st_size);
+            fd = stop ? -1 : openat(dirfd(d), names[i], O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NOATIME);
+            if (fd >= 0) {
+                posix_fadvise(fd, 0, 0, POSIX_FADV_WILLNEED);
+                close(fd);
+            }
+        } else if (S_ISDIR(sb.st_mode)) {
+            int cfd = openat(dirfd(d), names[i], O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+            if (cfd >= 0)
+                stop = pf_walk(pf, cfd);
+        }
+    }
+    for (size_t i = 0; i < n; i++)
+        free(names[i]);
+    free(names);
+    closedir(d);
+    return stop;
+}
+
+static void *pf_main(void *arg)
+{
+    prefetcher *pf = arg;
+    int fd = open(pf->root, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd >= 0)
+        pf_walk(pf, fd);
+    return NULL;
+}
+
+static void pf_start(prefetcher *pf, const char *root, int data)
+{
+    memset(pf, 0, sizeof(*pf));
+    pf->data = data;
+    pthread_mutex_init(&pf->mu, NULL);
+    pthread_cond_init(&pf->cv, NULL);
+    pf->root = sm_xstrdup(root);
+    pf->on = pthread_create(&pf->th, NULL, pf_main, pf) == 0;
+}
+
+static void pf_consumed(prefetcher *pf, uint64_t size)
+{
+    if (!pf || !pf->on)
+        return;
+    pthread_mutex_lock(&pf->mu);
+    pf->consumed += size;
+    pthread_cond_signal(&pf->cv);
+    pthread_mutex_unlock(&pf->mu);
+}
+
+static void pf_stop(prefetcher *pf)
+{
+    if (pf->on) {
+        pthread_mutex_lock(&pf->mu);
+        pf->stop = 1;
+        pthread_cond_signal(&pf->cv);
+        pthread_mutex_unlock(&pf->mu);
+        pthread_join(pf->th, NULL);
+        pf->on = 0;
+    }
+    pthread_mutex_destroy(&pf->mu);
+    pthread_cond_destroy(&pf->cv);
+    free(pf->root);
+    pf->root = NULL;
+}
+
 typedef struct tree_ctx {
     repo_writer *w;
+    prefetcher *pf;
     blob_reader br; /* for the parent's trees */
     int have_br;
     sha256_ctx *digest; /* the tree digest, updated by the hasher */
@@ -1192,6 +1339,7 @@ static int do_file(tree_ctx *tc, int dfd, const char *name, const char *abs, pdi
     tc->size += n->size;
     tc->files++;
     w->files_done++;
+    pf_consumed(tc->pf, n->size);
     rc = 0;
 out:
     if (sha) {
@@ -1335,9 +1483,10 @@ int repo_writer_add_tree(repo_writer *w, const char *name, const char *path,
     struct stat sb;
     unsigned char d[32];
     char hex[65];
-    int dfd = -1, rc = -1, root_done = 0;
+    int dfd = -1, rc = -1, rc2, root_done = 0;
     double t0 = sm_mono();
     json_t *rj;
+    prefetcher pf;
 
     memset(&tc, 0, sizeof(tc));
     memset(&root, 0, sizeof(root));
@@ -1381,7 +1530,12 @@ int repo_writer_add_tree(repo_writer *w, const char *name, const char *path,
         }
         tree_node_release(&pnode);
     }
-    if (walk_dir(&tc, dfd, path, pt, NULL, 0, &root.subtree, &root_done, err) < 0)
+    pf_start(&pf, path, pt == NULL);
+    tc.pf = &pf;
+    rc2 = walk_dir(&tc, dfd, path, pt, NULL, 0, &root.subtree, &root_done, err);
+    pf_stop(&pf);
+    tc.pf = NULL;
+    if (rc2 < 0)
         goto out;
     /* the last directories wait for their last chunks */
     if (drain(w, err) < 0 || process_ready(w, err) < 0)

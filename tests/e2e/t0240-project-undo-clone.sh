@@ -63,3 +63,22 @@ sm restore abc123 "$inc" --yes 2>/dev/null || fail "restore incremental"
 fingerprint_project "$PORT" proj "$T/p" "$T/fp-inc2"
 same_fingerprints "$T/fp-inc" "$T/fp-inc2" "after restoring the incremental backup"
 ok "an incremental backup reuses unchanged files and restores exactly"
+
+# safety backups are kept SUPAMANAGER_SAFETY_DAYS (7) days: 8 days later the
+# next backup deletes them; and backup ids are unique even twice in one second
+# (the clock is driven)
+nsafety() { sm backup list abc123 --json | python3 -c 'import json,sys; print(sum(b["kind"]=="safety" for b in json.load(sys.stdin)["backups"]))'; }
+[ "$(nsafety)" -ge 1 ] || fail "no safety backups to expire (test setup)"
+t0=$(( $(date +%s) + 8 * 86400 ))
+want="backup_abc123_$(date -u -d "@$t0" +%Y%m%d_%H%M%S)"
+a=$(SUPAMANAGER_NOW=$t0 "$SM" backup create abc123 --type storage 2>/dev/null) || fail "backup at a driven time"
+[ "$(nsafety)" = 0 ] || fail "expired safety backups were not deleted"
+ok "expired safety backups are deleted by the next backup"
+b=$(SUPAMANAGER_NOW=$t0 "$SM" backup create abc123 --type storage 2>/dev/null) || fail "second backup in the same second"
+[ "$a" = "$want" ] && [ "$b" = "${want}_2" ] || fail "ids '$a' and '$b', expected '$want' and '${want}_2'"
+ok "backup ids are backup_<project>_<UTC time>, unique within one second"
+
+# on a terminal: a progress bar with percent, rate and ETA
+script -qec "'$SM' backup create abc123 --type storage" /dev/null >"$T/tty.out" 2>&1 || fail "backup on a terminal"
+grep -q "\[###*.*\] *100%" "$T/tty.out" && grep -q "/s" "$T/tty.out" || fail "no progress bar on a terminal: $(tr '\r' '\n' <"$T/tty.out" | tail -5)"
+ok "a progress bar on a terminal"
