@@ -7,7 +7,7 @@ set -euo pipefail
 
 build_pkgs=(build-essential meson ninja-build pkg-config
   libssl-dev libzstd-dev libarchive-dev libjansson-dev libsqlite3-dev
-  libmicrohttpd-dev libcurl4-openssl-dev libpq-dev libcmocka-dev)
+  libmicrohttpd-dev libcurl4-openssl-dev libpq-dev libcmocka-dev libjwt-dev python3)
 run_pkgs=(postgresql-15 postgresql-client-15 postgresql-contrib attr zstd gpg ca-certificates)
 test_pkgs=(python3 procps psmisc util-linux curl)
 

@@ -606,9 +606,41 @@ static void expire_safety(ops_ctx *o, const project *p, repo *r, const char *cur
     backup_list_free(v, n);
 }
 
-/* The body of a backup; the caller holds the project's job claim. */
+int ops_backup_reserve(ops_ctx *o, const char *project_id, const char *type, const char *kind,
+                       char **backup_id, sm_err *err)
+{
+    backup_rec *b = backup_rec_new();
+    project *p = NULL;
+    const char *t;
+    int rc = -1;
+
+    if (ops_type_parse(type ? type : "full", &t, err) < 0 ||
+        catalog_project_get(o->cat, project_id, &p, err) < 0)
+        goto out;
+    b->id = new_backup_id(o->cat, project_id, sm_now(), err);
+    if (!b->id)
+        goto out;
+    b->project_id = sm_xstrdup(project_id);
+    b->type = sm_xstrdup(t);
+    b->status = sm_xstrdup("CREATING");
+    b->kind = sm_xstrdup(kind ? kind : "manual");
+    sm_time_iso(b->created_at, sizeof(b->created_at), sm_now());
+    b->pid = getpid();
+    snprintf(b->host, sizeof(b->host), "%s", sm_hostname());
+    if (catalog_backup_insert(o->cat, b, err) < 0)
+        goto out;
+    *backup_id = sm_xstrdup(b->id);
+    rc = 0;
+out:
+    project_free(p);
+    backup_rec_free(b);
+    return rc;
+}
+
+/* The body of a backup; the caller holds the project's job claim. With
+ * preset, the record reserved by ops_backup_reserve is used. */
 static int backup_run(ops_ctx *o, const project *p, const char *type, const char *kind,
-                      int keep_days, char **backup_id, sm_err *err)
+                      int keep_days, const char *preset, char **backup_id, sm_err *err)
 {
     backup_rec *b = backup_rec_new(), *parent_rec = NULL;
     store *st = NULL;
@@ -631,7 +663,7 @@ static int backup_run(ops_ctx *o, const project *p, const char *type, const char
         want_storage = 0;
     if (lenient && want_config && p->config_dir && *p->config_dir && !sm_is_dir(p->config_dir))
         want_config = 0;
-    b->id = new_backup_id(o->cat, p->id, sm_now(), err);
+    b->id = preset ? sm_xstrdup(preset) : new_backup_id(o->cat, p->id, sm_now(), err);
     if (!b->id)
         goto done;
     b->project_id = sm_xstrdup(p->id);
@@ -657,7 +689,8 @@ static int backup_run(ops_ctx *o, const project *p, const char *type, const char
         if (parent_rec)
             b->parent_id = sm_xstrdup(parent_rec->id);
     }
-    if (catalog_backup_insert(o->cat, b, err) < 0)
+    if ((preset ? catalog_backup_update(o->cat, b, err) : catalog_backup_insert(o->cat, b, err)) <
+        0)
         goto done;
     *backup_id = sm_xstrdup(b->id);
     if (o->job_id)
@@ -843,7 +876,8 @@ typedef struct backup_arg {
 static int backup_fn(ops_ctx *o, void *arg, sm_err *err)
 {
     backup_arg *a = arg;
-    return backup_run(o, a->p, a->type, a->bo->kind, a->bo->keep_days, a->backup_id, err);
+    return backup_run(o, a->p, a->type, a->bo->kind, a->bo->keep_days, a->bo->backup_id,
+                      a->backup_id, err);
 }
 
 int ops_backup_create(ops_ctx *o, const char *project_id, const ops_backup_opts *bo,
@@ -1332,7 +1366,7 @@ static int restore_run(restore_plan *rp, sm_err *err)
     /* a wrong restore is never final: keep the current state first */
     if (!rp->no_safety) {
         emit(o, "safety backup", -1, 0, 0, 0, -1);
-        if (backup_run(o, rp->dst, "FULL", "safety", o->safety_days, &safety, err) < 0) {
+        if (backup_run(o, rp->dst, "FULL", "safety", o->safety_days, NULL, &safety, err) < 0) {
             sm_err_prefix(err, "the safety backup of '%s' failed, nothing was restored",
                           rp->dst->id);
             goto out;

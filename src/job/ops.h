@@ -62,7 +62,13 @@ typedef struct ops_backup_opts {
     const char *type;       /* full | database | storage | incremental (any case) */
     const char *kind;       /* manual (default) | scheduled | safety */
     int keep_days;          /* safety backups: expiry */
+    const char *backup_id;  /* an id reserved with ops_backup_reserve (daemon queues) */
 } ops_backup_opts;
+
+/* Reserves a backup id for a backup that will run later (its record is
+ * CREATING from now on; ops_backup_create with opts.backup_id fills it). */
+int ops_backup_reserve(ops_ctx *o, const char *project_id, const char *type, const char *kind,
+                       char **backup_id, sm_err *err);
 
 /* Creates a backup; *backup_id gets its id (also on failure, when a FAILED
  * record was written; caller frees). */

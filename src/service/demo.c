@@ -1,0 +1,1 @@
+typedef int sm_placeholder_unit;
