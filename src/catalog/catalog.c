@@ -81,6 +81,14 @@ static const char *const migrations[] = {
     "  started_at TEXT,"
     "  finished_at TEXT);"
     "CREATE INDEX jobs_by_project ON jobs (project_id, status);",
+    /* 1 -> 2: backup schedules */
+    "CREATE TABLE schedules ("
+    "  project_id TEXT PRIMARY KEY REFERENCES projects(id) ON DELETE CASCADE,"
+    "  doc TEXT NOT NULL,"
+    "  updated_at TEXT NOT NULL,"
+    "  last_run_at TEXT,"
+    "  last_backup_id TEXT,"
+    "  last_status TEXT);",
 };
 
 #define NMIGRATIONS (sizeof(migrations) / sizeof(migrations[0]))
@@ -811,24 +819,20 @@ int catalog_reap_dead(catalog *c, unsigned *n, sm_err *err)
     return 0;
 }
 
-int catalog_job_claim(catalog *c, const char *project_id, const char *kind,
-                      const char *backup_id, char **job_id, sm_err *err)
+/* Fails with SM_E_CONFLICT when a job other than except runs on the
+ * project. Call inside a write transaction. */
+static int busy_check(catalog *c, const char *project_id, const char *except, sm_err *err)
 {
     sqlite3_stmt *st = NULL;
-    char now[32];
-    char *id = NULL;
-    unsigned reaped;
     int r, rc = -1;
 
-    if (catalog_reap_dead(c, &reaped, err) < 0)
-        return -1;
-    if (exec(c, "BEGIN IMMEDIATE", err) < 0)
-        return -1;
     if (prepare(c, &st, "SELECT id, kind, backup_id, pid, host, started_at FROM jobs WHERE "
-                        "project_id = ? AND status IN ('RUNNING') LIMIT 1",
+                        "project_id = ?1 AND status IN ('RUNNING') AND (?2 IS NULL OR id <> ?2) "
+                        "LIMIT 1",
                 err) < 0)
-        goto out;
+        return -1;
     bind_text(st, 1, project_id);
+    bind_text(st, 2, except);
     r = sqlite3_step(st);
     if (r == SQLITE_ROW) {
         const char *b = (const char *)sqlite3_column_text(st, 2);
@@ -840,14 +844,30 @@ int catalog_job_claim(catalog *c, const char *project_id, const char *kind,
                    sqlite3_column_text(st, 4) ? (const char *)sqlite3_column_text(st, 4) : "?",
                    sqlite3_column_text(st, 5) ? (const char *)sqlite3_column_text(st, 5) : "?");
         sm_err_hint(err, "Wait for it to finish; one operation per project runs at a time.");
-        goto out;
-    }
-    if (r != SQLITE_DONE) {
+    } else if (r != SQLITE_DONE) {
         db_fail(c, err, "read jobs");
-        goto out;
+    } else {
+        rc = 0;
     }
     sqlite3_finalize(st);
-    st = NULL;
+    return rc;
+}
+
+int catalog_job_claim(catalog *c, const char *project_id, const char *kind,
+                      const char *backup_id, char **job_id, sm_err *err)
+{
+    sqlite3_stmt *st = NULL;
+    char now[32];
+    char *id = NULL;
+    unsigned reaped;
+    int rc = -1;
+
+    if (catalog_reap_dead(c, &reaped, err) < 0)
+        return -1;
+    if (exec(c, "BEGIN IMMEDIATE", err) < 0)
+        return -1;
+    if (busy_check(c, project_id, NULL, err) < 0)
+        goto out;
     now_iso(now);
     {
         char *rnd = sm_random_hex(8);
@@ -885,6 +905,167 @@ out:
     return rc;
 }
 
+int catalog_job_insert(catalog *c, const job_rec *j, sm_err *err)
+{
+    sqlite3_stmt *st = NULL;
+    int rc = -1, r;
+
+    if (prepare(c, &st, "INSERT INTO jobs (id, project_id, kind, status, backup_id, phase, error, "
+                        "progress, pid, host, created_at, started_at, finished_at) VALUES "
+                        "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                err) < 0)
+        return -1;
+    bind_text(st, 1, j->id);
+    bind_nonempty(st, 2, j->project_id);
+    bind_text(st, 3, j->kind);
+    bind_text(st, 4, j->status);
+    bind_nonempty(st, 5, j->backup_id);
+    bind_nonempty(st, 6, j->phase);
+    bind_nonempty(st, 7, j->error);
+    sqlite3_bind_double(st, 8, j->progress);
+    sqlite3_bind_int(st, 9, j->pid > 0 ? (int)j->pid : (int)getpid());
+    bind_text(st, 10, j->host[0] ? j->host : sm_hostname());
+    bind_text(st, 11, j->created_at[0] ? j->created_at : NULL);
+    bind_nonempty(st, 12, j->started_at);
+    bind_nonempty(st, 13, j->finished_at);
+    if (!j->created_at[0]) {
+        char now[32];
+        now_iso(now);
+        bind_text(st, 11, now);
+    }
+    r = sqlite3_step(st);
+    if (r == SQLITE_CONSTRAINT)
+        sm_err_set(err, SM_E_EXISTS, "job '%s' already exists", j->id);
+    else if (r != SQLITE_DONE)
+        db_fail(c, err, "record the job");
+    else
+        rc = 0;
+    sqlite3_finalize(st);
+    return rc;
+}
+
+int catalog_job_start(catalog *c, const char *job_id, const char *project_id, sm_err *err)
+{
+    sqlite3_stmt *st = NULL;
+    char now[32];
+    unsigned reaped;
+    int rc = -1;
+
+    if (project_id && catalog_reap_dead(c, &reaped, err) < 0)
+        return -1;
+    if (exec(c, "BEGIN IMMEDIATE", err) < 0)
+        return -1;
+    if (project_id && busy_check(c, project_id, job_id, err) < 0)
+        goto out;
+    now_iso(now);
+    if (prepare(c, &st, "UPDATE jobs SET status = 'RUNNING', project_id = coalesce(?2, "
+                        "project_id), pid = ?3, host = ?4, started_at = coalesce(started_at, ?5) "
+                        "WHERE id = ?1 AND (status = 'QUEUED' OR (status = 'RUNNING' AND pid = ?3 "
+                        "AND host = ?4))",
+                err) < 0)
+        goto out;
+    bind_text(st, 1, job_id);
+    bind_text(st, 2, project_id);
+    sqlite3_bind_int(st, 3, (int)getpid());
+    bind_text(st, 4, sm_hostname());
+    bind_text(st, 5, now);
+    if (sqlite3_step(st) != SQLITE_DONE) {
+        db_fail(c, err, "start the job");
+        goto out;
+    }
+    if (sqlite3_changes(c->db) == 0) {
+        sm_err_set(err, SM_E_NOTFOUND, "job '%s' is no longer queued", job_id);
+        goto out;
+    }
+    rc = 0;
+out:
+    sqlite3_finalize(st);
+    if (rc == 0 && exec(c, "COMMIT", err) < 0)
+        rc = -1;
+    if (rc < 0)
+        exec(c, "ROLLBACK", NULL);
+    return rc;
+}
+
+/* Is pid a live supamanager process of this host other than us? */
+static int live_peer(pid_t pid, const char *host)
+{
+    char path[64], comm[64] = "";
+    FILE *f;
+
+    if (!host || strcmp(host, sm_hostname()) != 0 || pid <= 0 || pid == getpid())
+        return 0;
+    if (kill(pid, 0) != 0 && errno == ESRCH)
+        return 0;
+    snprintf(path, sizeof(path), "/proc/%ld/comm", (long)pid);
+    f = fopen(path, "re");
+    if (!f)
+        return 0;
+    if (!fgets(comm, sizeof(comm), f))
+        comm[0] = '\0';
+    fclose(f);
+    return strncmp(comm, "supamanager", 11) == 0;
+}
+
+int catalog_interrupt_orphans(catalog *c, const char *reason, unsigned *n, json_t **busy,
+                              sm_err *err)
+{
+    sqlite3_stmt *st = NULL, *up = NULL;
+    json_t *live = json_array();
+    char now[32];
+    int r, rc = -1;
+
+    *n = 0;
+    now_iso(now);
+    if (prepare(c, &st, "SELECT id, pid, host, 'job', project_id FROM jobs WHERE status IN "
+                        "('RUNNING', 'QUEUED') UNION ALL SELECT id, pid, host, 'backup', "
+                        "project_id FROM backups WHERE status = 'CREATING'",
+                err) < 0)
+        goto out;
+    while ((r = sqlite3_step(st)) == SQLITE_ROW) {
+        const char *id = (const char *)sqlite3_column_text(st, 0);
+        pid_t pid = (pid_t)sqlite3_column_int(st, 1);
+        const char *host = (const char *)sqlite3_column_text(st, 2);
+        const char *what = (const char *)sqlite3_column_text(st, 3);
+        const char *proj = (const char *)sqlite3_column_text(st, 4);
+        if (live_peer(pid, host)) {
+            if (proj)
+                json_array_append_new(live, json_string(proj));
+            continue;
+        }
+        if (prepare(c, &up,
+                    !strcmp(what, "job")
+                        ? "UPDATE jobs SET status = 'INTERRUPTED', finished_at = ?2, error = ?3 "
+                          "WHERE id = ?1"
+                        : "UPDATE backups SET status = 'INTERRUPTED', finished_at = ?2, error = "
+                          "?3 WHERE id = ?1",
+                    err) < 0)
+            goto out;
+        bind_text(up, 1, id);
+        bind_text(up, 2, now);
+        bind_text(up, 3, reason);
+        if (sqlite3_step(up) == SQLITE_DONE)
+            (*n)++;
+        sqlite3_finalize(up);
+        up = NULL;
+        sm_log(SM_LOG_INFO, "%s %s was left unfinished by a previous service: marked INTERRUPTED",
+               what, id);
+    }
+    if (r != SQLITE_DONE) {
+        db_fail(c, err, "look for interrupted jobs");
+        goto out;
+    }
+    rc = 0;
+out:
+    sqlite3_finalize(st);
+    if (rc == 0 && busy) {
+        *busy = live;
+        live = NULL;
+    }
+    json_decref(live);
+    return rc;
+}
+
 int catalog_job_progress(catalog *c, const char *job_id, double progress, const char *phase,
                          sm_err *err)
 {
@@ -910,7 +1091,8 @@ int catalog_job_set_backup(catalog *c, const char *job_id, const char *backup_id
     sqlite3_stmt *st = NULL;
     int rc = -1;
 
-    if (prepare(c, &st, "UPDATE jobs SET backup_id = ?2 WHERE id = ?1", err) < 0)
+    if (prepare(c, &st, "UPDATE jobs SET backup_id = ?2 WHERE id = ?1 AND backup_id IS NULL",
+                err) < 0)
         return -1;
     bind_text(st, 1, job_id);
     bind_text(st, 2, backup_id);
@@ -979,6 +1161,99 @@ int catalog_job_get(catalog *c, const char *job_id, job_rec **out, sm_err *err)
     } else {
         db_fail(c, err, "read the job");
     }
+    sqlite3_finalize(st);
+    return rc;
+}
+
+/* ---- schedules ---- */
+
+int catalog_schedule_get(catalog *c, const char *project_id, json_t **doc, json_t **last,
+                         sm_err *err)
+{
+    sqlite3_stmt *st = NULL;
+    int r, rc = -1;
+
+    *doc = NULL;
+    if (last)
+        *last = NULL;
+    if (prepare(c, &st, "SELECT doc, last_run_at, last_backup_id, last_status, updated_at FROM "
+                        "schedules WHERE project_id = ?",
+                err) < 0)
+        return -1;
+    bind_text(st, 1, project_id);
+    r = sqlite3_step(st);
+    if (r == SQLITE_ROW) {
+        *doc = json_loads((const char *)sqlite3_column_text(st, 0), 0, NULL);
+        if (last)
+            *last = json_pack("{s:o,s:o,s:o,s:o}", "last_run_at",
+                              sqlite3_column_text(st, 1)
+                                  ? json_string((const char *)sqlite3_column_text(st, 1))
+                                  : json_null(),
+                              "last_backup_id",
+                              sqlite3_column_text(st, 2)
+                                  ? json_string((const char *)sqlite3_column_text(st, 2))
+                                  : json_null(),
+                              "last_status",
+                              sqlite3_column_text(st, 3)
+                                  ? json_string((const char *)sqlite3_column_text(st, 3))
+                                  : json_null(),
+                              "updated_at",
+                              json_string((const char *)sqlite3_column_text(st, 4)));
+        rc = 0;
+    } else if (r == SQLITE_DONE) {
+        rc = 1;
+    } else {
+        db_fail(c, err, "read the schedule");
+    }
+    sqlite3_finalize(st);
+    return rc;
+}
+
+int catalog_schedule_put(catalog *c, const char *project_id, const json_t *doc, sm_err *err)
+{
+    sqlite3_stmt *st = NULL;
+    char now[32];
+    char *text = json_dumps(doc, JSON_COMPACT | JSON_SORT_KEYS);
+    int rc = -1;
+
+    now_iso(now);
+    if (prepare(c, &st, "INSERT INTO schedules (project_id, doc, updated_at) VALUES (?1, ?2, ?3) "
+                        "ON CONFLICT (project_id) DO UPDATE SET doc = excluded.doc, updated_at = "
+                        "excluded.updated_at",
+                err) < 0) {
+        free(text);
+        return -1;
+    }
+    bind_text(st, 1, project_id);
+    bind_text(st, 2, text);
+    bind_text(st, 3, now);
+    if (sqlite3_step(st) != SQLITE_DONE)
+        db_fail(c, err, "save the schedule");
+    else
+        rc = 0;
+    sqlite3_finalize(st);
+    free(text);
+    return rc;
+}
+
+int catalog_schedule_ran(catalog *c, const char *project_id, const char *at, const char *backup_id,
+                         const char *status, sm_err *err)
+{
+    sqlite3_stmt *st = NULL;
+    int rc = -1;
+
+    if (prepare(c, &st, "UPDATE schedules SET last_run_at = ?2, last_backup_id = ?3, last_status "
+                        "= ?4 WHERE project_id = ?1",
+                err) < 0)
+        return -1;
+    bind_text(st, 1, project_id);
+    bind_text(st, 2, at);
+    bind_text(st, 3, backup_id);
+    bind_text(st, 4, status);
+    if (sqlite3_step(st) != SQLITE_DONE)
+        db_fail(c, err, "update the schedule");
+    else
+        rc = 0;
     sqlite3_finalize(st);
     return rc;
 }

@@ -23,7 +23,7 @@
 #include <stdint.h>
 #include <sys/types.h>
 
-#define CATALOG_SCHEMA_VERSION 1
+#define CATALOG_SCHEMA_VERSION 2
 
 typedef struct catalog catalog;
 
@@ -137,14 +137,51 @@ int catalog_job_claim(catalog *c, const char *project_id, const char *kind,
                       const char *backup_id, char **job_id, sm_err *err);
 int catalog_job_progress(catalog *c, const char *job_id, double progress, const char *phase,
                          sm_err *err);
+/* Sets the backup of a job that has none yet (a job created for a backup
+ * keeps it; a restore's safety backup does not replace its source). */
 int catalog_job_set_backup(catalog *c, const char *job_id, const char *backup_id, sm_err *err);
 int catalog_job_finish(catalog *c, const char *job_id, const char *status, const char *error,
                        sm_err *err);
 int catalog_job_get(catalog *c, const char *job_id, job_rec **out, sm_err *err);
 
+/* Records a job row as given, for a daemon that queues jobs before they run:
+ * id, project_id (may be NULL), kind, status, backup_id, phase, error,
+ * progress, pid (0: this process), host ("" : this host) and the times (""
+ * is NULL). SM_E_EXISTS when the id is taken. */
+int catalog_job_insert(catalog *c, const job_rec *j, sm_err *err);
+
+/* Starts a job recorded earlier (QUEUED, or RUNNING in this process). With a
+ * project_id, first claims that project as catalog_job_claim does (fails
+ * with SM_E_CONFLICT naming another live job running on it) and records it
+ * on the row. The row becomes RUNNING with this pid, host and a start time
+ * (kept when already set). SM_E_NOTFOUND when the row is gone or finished
+ * (e.g. a shutdown marked it INTERRUPTED). Calling it again is harmless. */
+int catalog_job_start(catalog *c, const char *job_id, const char *project_id, sm_err *err);
+
+/* For a daemon starting up (it has started no job yet): marks INTERRUPTED,
+ * with reason, every QUEUED or RUNNING job and CREATING backup, whatever its
+ * pid and host say (a previous instance's pid may be reused, even by this
+ * process in a container, and its host name may have changed), except those
+ * of another live supamanager process on this host (a CLI command running
+ * now). *n gets how many were marked; *busy (may be NULL) an array of the
+ * ids of projects that such a live process works on (caller decrefs). */
+int catalog_interrupt_orphans(catalog *c, const char *reason, unsigned *n, json_t **busy,
+                              sm_err *err);
+
 /* Marks RUNNING jobs and CREATING backups whose process is gone (this host)
  * as INTERRUPTED with a reason; returns how many in *n. */
 int catalog_reap_dead(catalog *c, unsigned *n, sm_err *err);
+
+/* ---- schedules ---- */
+
+/* The stored schedule document of a project (validated by schedule.h) and
+ * what its last run did ({last_run_at, last_backup_id, last_status,
+ * updated_at}); returns 1 when the project has none. Caller decrefs. */
+int catalog_schedule_get(catalog *c, const char *project_id, json_t **doc, json_t **last,
+                         sm_err *err);
+int catalog_schedule_put(catalog *c, const char *project_id, const json_t *doc, sm_err *err);
+int catalog_schedule_ran(catalog *c, const char *project_id, const char *at, const char *backup_id,
+                         const char *status, sm_err *err);
 
 /* ---- organisations and members (access control) ---- */
 

@@ -1,6 +1,7 @@
 /* supamanager: backups and restores for self-hosted Supabase projects. */
 #include "cli/commands.h"
 #include "cli/output.h"
+#include "service/service.h"
 
 #include "core/log.h"
 
@@ -22,6 +23,7 @@ static void help(void)
           "  import   FILE --id ID --name N --db-url URL --storage-dir DIR: a project from an\n"
           "           exported archive\n"
           "  org      add | list;  member add ORG USER --role admin|member\n"
+          "  serve    the HTTP API, job workers and scheduler (`supamanager serve --help`)\n"
           "  repo     the deduplicating, encrypted repository (init, backup, restore, ls,\n"
           "           verify, prune, stats, unlock, key); `supamanager repo help`\n"
           "  demo     run the main job on embedded defaults: create a repository, back up a\n"
@@ -66,5 +68,7 @@ int main(int argc, char **argv)
         return cmd_restore(argc - 1, argv + 1);
     if (!strcmp(cmd, "import"))
         return cmd_import(argc - 1, argv + 1);
+    if (!strcmp(cmd, "serve"))
+        return cmd_serve(argc - 1, argv + 1);
     return cli_usage("unknown command '%s'", cmd);
 }

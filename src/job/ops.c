@@ -40,7 +40,7 @@ static void emit(ops_ctx *o, const char *phase, double pct, uint64_t done, uint6
 {
     ops_event e;
 
-    if (o->job_id)
+    if (o->job_id && !o->progress_by_event)
         catalog_job_progress(o->cat, o->job_id, pct, phase, NULL);
     if (!o->event)
         return;
@@ -852,8 +852,14 @@ static int with_claim(ops_ctx *o, const char *project_id, const char *kind, sm_e
     char *job = NULL;
     int rc;
 
-    if (catalog_job_claim(o->cat, project_id, kind, NULL, &job, err) < 0)
+    if (o->claimed_job_id) {
+        /* the caller's row: claim the project through it */
+        if (catalog_job_start(o->cat, o->claimed_job_id, project_id, err) < 0)
+            return -1;
+        job = sm_xstrdup(o->claimed_job_id);
+    } else if (catalog_job_claim(o->cat, project_id, kind, NULL, &job, err) < 0) {
         return -1;
+    }
     o->job_id = job;
     rc = fn(o, arg, err);
     catalog_job_finish(o->cat, job,

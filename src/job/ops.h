@@ -43,6 +43,14 @@ typedef struct ops_ctx {
     volatile sig_atomic_t *cancel;
     int safety_days;     /* how long safety backups are kept (default 7) */
     const char *job_id;  /* set while an operation runs */
+    /* A job row the caller recorded (the daemon's queue, catalog_job_insert)
+     * and started (catalog_job_start): the operation claims its project
+     * through that row instead of inserting its own, so the caller's job id
+     * is the one in the catalog. Borrowed. */
+    const char *claimed_job_id;
+    /* Non-zero: the event callback records progress in the job row itself;
+     * the operation does not write raw percentages there. */
+    int progress_by_event;
 } ops_ctx;
 
 void ops_ctx_init(ops_ctx *o, catalog *cat, const char *secret);

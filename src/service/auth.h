@@ -35,7 +35,8 @@ typedef enum auth_right {
 /* Verifies a bearer token (the header value, "Bearer xxx"). Fails with
  * SM_E_AUTH and a message saying what is wrong: missing, not a bearer token,
  * malformed, bad signature, wrong algorithm, expired, not yet valid, no
- * role/sub claim. now is the clock to check exp/nbf against. */
+ * role/sub claim (the token itself never appears in it). now is the clock to
+ * check exp/nbf against (no leeway). An empty secret is SM_E_INTERNAL. */
 int auth_verify(const char *header, const char *secret, time_t now, auth_identity *out,
                 sm_err *err);
 
@@ -49,8 +50,9 @@ char *auth_sign(const char *secret, const char *role, const char *sub, time_t no
 
 /* Signed download links: HMAC-SHA-256 over "project|backup|expiry" under a
  * key derived from JWT_SECRET. download_sign returns the hex signature
- * (caller frees); download_check fails with SM_E_FORBIDDEN when the
- * signature does not match or the link expired. */
+ * (caller frees; NULL if an id contains '|'); download_check fails with
+ * SM_E_FORBIDDEN when the signature does not match (checked first, in
+ * constant time) or the link expired (now >= expires). */
 char *download_sign(const char *secret, const char *project, const char *backup, time_t expires);
 int download_check(const char *secret, const char *project, const char *backup,
                    const char *expires, const char *sig, time_t now, sm_err *err);

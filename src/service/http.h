@@ -53,7 +53,8 @@ typedef struct http_config {
     uint64_t max_upload;        /* uploads (default 10 GiB); beyond: 413 */
     const char *upload_dir;     /* where uploads are spooled (private) */
     unsigned threads;           /* unused: one thread per connection */
-    int access_log;             /* JSON lines on stderr (default on) */
+    int access_log;             /* JSON lines on stderr: 0 (default) or >0 on, <0 off */
+    unsigned sse_keepalive_ms;  /* ":keepalive" comment on idle event streams (default 15000) */
 } http_config;
 
 /* Starts serving. routes is borrowed (static) and ends with {NULL}. An
@@ -79,9 +80,11 @@ const char *http_request_id(const http_req *rq);
  * *answered set. A missing body gives an empty object. Borrowed. */
 json_t *http_body_json(http_req *rq, int *answered);
 /* For HTTP_UPLOAD routes: the multipart field `file` was streamed to this
- * path (deleted after the handler returns unless it renames it), its
- * original file name, and the other form fields. NULL when the request
- * carried no file (the handler answers 400). */
+ * path (a 0600 file in config.upload_dir, deleted after the handler returns
+ * unless it renames it), its original file name (untrusted: sanitize it),
+ * and the other form fields (at most 32, 64 KiB each). NULL when the request
+ * carried no file (the handler answers 400). A file over max_upload, a
+ * wrong content type (415) or a malformed form never reach the handler. */
 const char *http_upload_path(http_req *rq);
 const char *http_upload_filename(http_req *rq);
 const char *http_form_field(http_req *rq, const char *name);
@@ -95,14 +98,16 @@ void http_set_user_data(http_req *rq, void *p);
 /* Sends a JSON document (takes the reference). */
 int http_json(http_req *rq, unsigned status, json_t *doc);
 /* {"error": code, "message": msg, "request_id": id}; 500s are also logged
- * with the request id. */
+ * with the request id; 401 also gets "WWW-Authenticate: Bearer". */
 int http_error(http_req *rq, unsigned status, const char *code, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
 /* Maps an sm_err to a status (not found 404, invalid 400, conflict/locked
  * 409, forbidden 403, auth 401, limit 413, others 500) and sends it. */
 int http_error_from(http_req *rq, const sm_err *err);
 /* Sends a file with Content-Length, honouring Range (206, 416), with the
- * given content type and download file name (Content-Disposition). */
+ * given content type and download file name (Content-Disposition; NULL for
+ * none), an ETag (If-Range honoured) and Last-Modified. A missing file
+ * answers 404. The bytes go out with sendfile(). */
 int http_file(http_req *rq, const char *path, const char *content_type, const char *filename);
 /* Sends a static body (copied). */
 int http_static(http_req *rq, unsigned status, const char *content_type, const void *data,
@@ -118,7 +123,9 @@ void http_add_header(http_req *rq, const char *name, const char *value);
  * returns right after http_sse_begin; the stream lives on. */
 typedef struct http_sse http_sse;
 int http_sse_begin(http_req *rq, http_sse **out);
-/* Returns -1 once the client is gone (then stop sending and close). */
+/* Returns -1 once the client is gone (then stop sending and close). A quiet
+ * stream notices a hang-up within about a second; a client that lets more
+ * than 4 MiB of events queue up is dropped. data may hold several lines. */
 int http_sse_send(http_sse *s, const char *event, const char *data);
 void http_sse_close(http_sse *s);
 

@@ -1,0 +1,128 @@
+#!/bin/bash
+# Access control and errors of the API: the auth matrix (service role, owner,
+# org admin, member, stranger, forged, expired, none) on every endpoint, and
+# each error status: 400, 401, 403, 404 (including path tricks), 405, 409,
+# 413, 415. A hostile archive imported over HTTP changes nothing.
+. "$(dirname "$0")/lib.sh"
+. "$(dirname "$0")/lib_project.sh"
+
+start_cluster src source
+make_project_files "$T/p"
+mkdir -p "$T/p2/storage"
+export JWT_SECRET=e2e-jwt-secret-0123456789abcdef
+sm org add acme --name Acme 2>/dev/null && sm member add acme user-admin --role admin 2>/dev/null &&
+  sm member add acme user-member --role member 2>/dev/null || fail "org setup"
+sm project add abc123 --name "My App" --db-url "$(pg_url "$PORT" proj)" --storage-dir "$T/p/storage" \
+  --config-dir "$T/p/config" --org acme --owner user-owner 2>/dev/null || fail "project add"
+id=$(sm backup create abc123 --type database 2>/dev/null) || fail "backup"
+API=$(pg_free_port)
+SUPAMANAGER_MAX_UPLOAD=2M "$SM" serve --listen "127.0.0.1:$API" >"$T/serve.out" 2>"$T/serve.log" &
+on_exit "kill $! 2>/dev/null; wait $! 2>/dev/null"
+for i in $(seq 1 100); do curl -sf "http://127.0.0.1:$API/health" >/dev/null && break; sleep 0.1; done
+
+PYTHONPATH="$(dirname "$0")" API=$API BID=$id T=$T PGPORT_SRC=$PORT /usr/bin/python3 - <<'PY' || fail "API checks (service log: $T/serve.log)"
+import io, json, os, subprocess, sys, tarfile, time
+from apiclient import Api, token
+secret, bid, T = os.environ["JWT_SECRET"], os.environ["BID"], os.environ["T"]
+port = int(os.environ["API"])
+def check(cond, what):
+    if not cond:
+        print("FAIL:", what, file=sys.stderr)
+        sys.exit(1)
+def ok(what):
+    print("ok -", what)
+
+who = {
+    "service": token(secret, "service_role"),
+    "owner": token(secret, "authenticated", "user-owner"),
+    "admin": token(secret, "authenticated", "user-admin"),
+    "member": token(secret, "authenticated", "user-member"),
+    "stranger": token(secret, "authenticated", "user-stranger"),
+    "forged": token("not-the-secret-at-all", "service_role"),
+    "expired": token(secret, "service_role", exp_in=-60),
+    "alg-none": token(secret, "service_role", alg="none"),
+    "hs512": token(secret, "service_role", alg="HS512"),
+    "none": None,
+}
+P = "/platform/projects/abc123"
+# (method, path, body, expected status for service/owner/admin, member, stranger)
+# reads: everyone who may see the project; changes: owner and admin, member 403, stranger 404
+cases = [
+    ("GET", P, None, 200, 200, 404),
+    ("GET", P + "/backups", None, 200, 200, 404),
+    ("GET", P + "/backups/" + bid, None, 200, 200, 404),
+    ("GET", P + "/backup-schedule", None, 200, 200, 404),
+    ("PUT", P + "/backup-schedule", {"enabled": False}, 200, 403, 404),
+    ("POST", P + "/backups/" + bid + "/verify", {}, 202, 403, 404),
+    ("GET", P + "/backups/" + bid + "/download", None, 200, 403, 404),
+    ("POST", P + "/backups", {"type": "DATABASE"}, 202, 403, 404),
+    ("GET", "/platform/database/abc123/backups", None, 200, 200, 404),
+]
+def wait_idle():
+    svc = Api(port, who["service"])
+    for _ in range(600):
+        st, jobs, _, _ = svc.get("/platform/jobs")
+        if st == 200 and not jobs:
+            return
+        time.sleep(0.2)
+for method, path, body, manage, member, stranger in cases:
+    for name in who:
+        want = {"service": manage, "owner": manage, "admin": manage, "member": member, "stranger": stranger}.get(name, 401)
+        wait_idle()
+        st, doc, _, hdr = Api(port, who[name]).req(method, path, body=body)
+        check(st == want, "%s %s as %s: %s, expected %s (%s)" % (method, path, name, st, want, doc))
+        if st >= 400:
+            check(doc and doc.get("error") and doc.get("message") and doc.get("request_id") == hdr.get("x-request-id"), "error body %s" % doc)
+        if st == 401:
+            check(hdr.get("www-authenticate", "").startswith("Bearer"), "401 without WWW-Authenticate")
+wait_idle()
+# a stranger's project list is empty; a member sees it read-only
+st, doc, _, _ = Api(port, who["stranger"]).get("/platform/projects")
+check(st == 200 and doc == [], "stranger sees projects: %s" % doc)
+st, doc, _, _ = Api(port, who["member"]).get("/platform/projects")
+check(st == 200 and [p["id"] for p in doc] == ["abc123"] and doc[0]["can_manage"] is False, "member list: %s" % doc)
+st, doc, _, _ = Api(port, who["stranger"]).get("/platform/projects/nope99")
+st2, doc2, _, _ = Api(port, who["stranger"]).get(P)
+check(st == st2 == 404 and doc["error"] == doc2["error"] == "not_found", "a hidden project answers like a missing one")
+# token messages say what is wrong
+for name, part in (("expired", "expired"), ("forged", "signature"), ("alg-none", "alg"), ("none", "Authorization")):
+    st, doc, _, _ = Api(port, who[name]).get(P)
+    check(st == 401 and part.lower() in doc["message"].lower(), "%s: %s" % (name, doc))
+ok("the auth matrix: service role, owner, org admin, member, stranger, forged, expired, alg none, none")
+
+svc = Api(port, who["service"])
+def err(st, doc, code, status):
+    check(st == status and doc and doc["error"] == code, "expected %s %s, got %s %s" % (status, code, st, doc))
+st, doc, _, _ = svc.req("POST", P + "/backups", raw=b"{not json", content_type="application/json"); err(st, doc, "invalid_json", 400)
+st, doc, _, _ = svc.post(P + "/backups", {"type": 5}); err(st, doc, "invalid_request", 400)
+st, doc, _, _ = svc.post(P + "/backups", {"type": "WEEKLY"}); err(st, doc, "invalid_request", 400)
+check("WEEKLY" in doc["message"], "unknown type named: %s" % doc)
+st, doc, _, _ = svc.post(P + "/backups", {"compression": "yes"}); err(st, doc, "invalid_request", 400)
+st, doc, _, _ = svc.put(P + "/backup-schedule", {"frequency": "fortnightly"}); err(st, doc, "invalid_request", 400)
+st, doc, _, _ = svc.get("/platform/projects/Bad_Id/backups"); err(st, doc, "invalid_request", 400)
+st, doc, _, _ = svc.req("POST", P + "/backups", raw=b"type=FULL", content_type="application/x-www-form-urlencoded"); err(st, doc, "unsupported_media_type", 415)
+st, doc, _, _ = svc.get(P + "/backups/backup_nope_20250101_000000"); err(st, doc, "not_found", 404)
+for trick in ("/platform/projects/abc123/backups/..%2f..%2fetc%2fpasswd", "/platform/projects/%2e%2e/backups", "/platform/projects/abc123/backups/%2e%2e%2f"):
+    st, doc, _, _ = svc.get(trick); err(st, doc, "not_found", 404)
+st, doc, _, hdr = svc.req("PATCH", P + "/backups"); check(st == 405 and "allow" in hdr, "405 with Allow: %s %s" % (st, hdr))
+st, doc, _, _ = svc.upload("/platform/projects/import", {"new_project_name": "Big", "db_url": "postgresql://x@127.0.0.1:1/x", "storage_dir": T + "/big"}, "big.tar.gz", b"\0" * (3 << 20))
+err(st, doc, "payload_too_large", 413)
+ok("errors: 400 (malformed JSON, wrong types, unknown type and frequency, bad id), 404 (path tricks), 405, 413, 415")
+
+# a hostile archive over HTTP changes nothing
+buf = io.BytesIO()
+with tarfile.open(fileobj=buf, mode="w:gz") as tf:
+    md = json.dumps({"format": "supamanager-export", "version": 1, "backup_id": "backup_x_20250101_000000",
+                     "type": "FULL", "created_at": "2025-01-01T00:00:00Z", "checksums": {}}).encode()
+    ti = tarfile.TarInfo("metadata.json"); ti.size = len(md); tf.addfile(ti, io.BytesIO(md))
+    ti = tarfile.TarInfo("../../../tmp/escape-%d" % os.getpid()); ti.size = 3; tf.addfile(ti, io.BytesIO(b"bad"))
+st, doc, _, _ = svc.upload("/platform/projects/import", {"new_project_name": "Evil", "id": "evil1", "db_url": "postgresql://postgres@127.0.0.1:%s/evildb" % os.environ["PGPORT_SRC"], "storage_dir": T + "/evil-storage"}, "evil.tar.gz", buf.getvalue())
+check(st == 202, "import accepted for checking: %s %s" % (st, doc))
+job = svc.wait_job(doc["job_id"])
+check(job["status"] == "FAILED" and ".." in job["error"], "hostile import: %s" % job)
+st, _, _, _ = svc.get("/platform/projects/evil1"); check(st == 404, "the hostile import left a project")
+check(not os.path.exists("/tmp/escape-%d" % os.getpid()) and not os.path.exists(T + "/evil-storage"), "the hostile import wrote files")
+r = subprocess.run(["psql", "-h", "127.0.0.1", "-p", os.environ["PGPORT_SRC"], "-U", "postgres", "-d", "postgres", "-Atc", "SELECT count(*) FROM pg_database WHERE datname = 'evildb'"], capture_output=True, text=True)
+check(r.stdout.strip() == "0", "the hostile import left a database")
+ok("a hostile archive imported over HTTP changes nothing")
+PY
