@@ -967,8 +967,11 @@ out:
 /* ---- restore ---- */
 
 /* Restores a file stream of s to path (created). */
+/* Restores a file stream of s to path (created). Temporary files (a dump
+ * for pg_restore) need no fsync: waiting for the disk there only delays the
+ * restore; files that go live (durable) get one. */
 static int stream_to_file(repo *r, const snapshot *s, const char *stream, const char *path,
-                          repo_restore_opts *ro, sm_err *err)
+                          repo_restore_opts *ro, int durable, sm_err *err)
 {
     int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
     int rc;
@@ -976,10 +979,10 @@ static int stream_to_file(repo *r, const snapshot *s, const char *stream, const 
     if (fd < 0)
         return sm_err_sys(err, SM_E_IO, "cannot create '%s'", path);
     rc = repo_restore_stream_fd(r, s, stream, fd, ro, err);
-    if (rc == 0 && fsync(fd) != 0)
+    if (rc == 0 && durable && fsync(fd) != 0)
         rc = sm_err_sys(err, SM_E_IO, "cannot fsync '%s'", path);
-    close(fd);
-    /* pg_restore runs as the invoking user; the file holds the whole database */
+    if (close(fd) != 0 && rc == 0)
+        rc = sm_err_sys(err, SM_E_IO, "cannot write '%s'", path);
     return rc;
 }
 
@@ -1086,13 +1089,13 @@ static int stage_all(restore_plan *rp, repo *r, const snapshot *s, sm_err *err)
         memset(&po, 0, sizeof(po));
         po.work_dir = rp->work;
         pg.phase = "restore database";
-        rc = stream_to_file(r, s, "database", dump, &ro, err);
+        rc = stream_to_file(r, s, "database", dump, &ro, 0, err);
         /* a dump written to a pipe has no data offsets, which stops pg_restore -j
          * from working in parallel: put them back */
         if (rc == 0 && pg_dump_fill_offsets(dump, NULL, err) < 0)
             rc = -1;
         if (rc == 0 && snapshot_stream(s, "globals"))
-            rc = stream_to_file(r, s, "globals", glob, &ro, err);
+            rc = stream_to_file(r, s, "globals", glob, &ro, 0, err);
         /* pg_restore and psql run as the calling user, reading these files */
         chmod(rp->work, 0755);
         chmod(dump, 0644);
@@ -1140,7 +1143,7 @@ static int stage_all(restore_plan *rp, repo *r, const snapshot *s, sm_err *err)
             if (snapshot_stream(s, "pgsodium") && dst->pgsodium_key && *dst->pgsodium_key) {
                 char *stage = suffixed(dst->pgsodium_key, "smr", rp->stamp);
                 char *prev = suffixed(dst->pgsodium_key, "smprev", rp->stamp);
-                int rc = stream_to_file(r, s, "pgsodium", stage, &ro, err);
+                int rc = stream_to_file(r, s, "pgsodium", stage, &ro, 1, err);
                 struct stat ks;
                 /* a file stream keeps no owner or mode: take those of the key it
                  * replaces (the database server must still be able to read it) */
@@ -1574,7 +1577,7 @@ static int verify_fn(ops_ctx *o, void *arg, sm_err *err)
         goto out;
     chmod(work, 0755);
     dump = sm_path_join(work, "database.dump");
-    if (stream_to_file(r, s, "database", dump, NULL, err) < 0 ||
+    if (stream_to_file(r, s, "database", dump, NULL, 0, err) < 0 ||
         pg_dump_fill_offsets(dump, NULL, err) < 0)
         goto out;
     chmod(dump, 0644);
