@@ -90,6 +90,15 @@ kill $SAMPLER 2>/dev/null || true
 wait $B1 $B2 2>/dev/null || true
 cat "$W/wrk.out"
 
+say "requests only: 100 connections for ${DURATION}s, no backups running (does RSS stay flat?)"
+RSS_Q0=$(awk '/VmRSS/ {print $2}' /proc/$DAEMON/status)
+wrk -t2 -c100 -d"${DURATION}s" --timeout 10s -s "$W/load.lua" "http://127.0.0.1:$PORT_API" >"$W/wrk2.out" 2>&1
+RSS_Q1=$(awk '/VmRSS/ {print $2}' /proc/$DAEMON/status)
+wrk -t2 -c100 -d"${DURATION}s" --timeout 10s -s "$W/load.lua" "http://127.0.0.1:$PORT_API" >>"$W/wrk2.out" 2>&1
+RSS_Q2=$(awk '/VmRSS/ {print $2}' /proc/$DAEMON/status)
+REQS2=$(grep -o 'req=[0-9]*' "$W/wrk2.out" | cut -d= -f2 | paste -sd+ | bc)
+read -r _ Q50 Q90 Q99 QMAX <<<"$(grep ^LAT "$W/wrk2.out" | tail -1 | tr '=' ' ' | awk '{print $1, $3, $5, $7, $9}')"
+
 say "SSE: 50 subscribers to one backup"
 sse=$(python3 - "$PORT_API" "$TOKEN" <<'PY'
 import http.client, json, sys, threading, time
@@ -140,6 +149,9 @@ RSS_FIRST=$(sed -n 3p "$W/rss"); RSS_LAST=$(tail -1 "$W/rss"); RSS_MAX=$(sort -n
 	echo "| latency p50 / p90 / p99 / max (ms) | $P50 / $P90 / $P99 / $MAX | p99 < 50 |"
 	echo "| backups completed meanwhile (load1, load2) | $(cat "$W/busy-load1" 2>/dev/null) , $(cat "$W/busy-load2" 2>/dev/null) | two running |"
 	echo "| daemon RSS at start / end / max (MB) | $((RSS_FIRST / 1024)) / $((RSS_LAST / 1024)) / $((RSS_MAX / 1024)) | flat |"
+	echo "| daemon RSS every 5 s (MB) | $(awk 'NR % 5 == 1 { printf "%s%d", (n++ ? " " : ""), $1 / 1024 }' "$W/rss") | |"
+	echo "| requests only, no backups: two ${DURATION}s runs, $REQS2 requests; RSS before / after 1st / after 2nd (MB) | $((RSS_Q0 / 1024)) / $((RSS_Q1 / 1024)) / $((RSS_Q2 / 1024)) | flat |"
+	echo "| requests only: latency p50 / p90 / p99 / max (ms), 2nd run | $Q50 / $Q90 / $Q99 / $QMAX | p99 < 50 |"
 	echo "| SSE: subscribers that got every event up to done | $SSE_OK of 50 (min $SSE_MIN events, ${SSE_S}s) | 50 |"
 	echo "| download of a $((SIZE / 1000000)) MB archive vs \`cat\` (cold cache) | ${T_DL}s vs ${T_CAT}s | disk speed |"
 } >"$OUT"

@@ -7,6 +7,7 @@
 #include "core/util.h"
 
 #include <errno.h>
+#include <pthread.h>
 #include <signal.h>
 #include <sqlite3.h>
 #include <stdio.h>
@@ -195,8 +196,17 @@ static int migrate(catalog *c, sm_err *err)
     return 0;
 }
 
+/* SQLite's memory statistics take one process-wide mutex on every
+ * allocation; with a connection per server thread that lock is where the
+ * threads queue. We never read the statistics. */
+static void sqlite_setup(void)
+{
+    sqlite3_config(SQLITE_CONFIG_MEMSTATUS, 0);
+}
+
 int catalog_open(catalog **out, const char *home, sm_err *err)
 {
+    static pthread_once_t once = PTHREAD_ONCE_INIT;
     catalog *c;
     char *path;
 
@@ -205,6 +215,7 @@ int catalog_open(catalog **out, const char *home, sm_err *err)
                          "/var/lib/supamanager).");
         return -1;
     }
+    pthread_once(&once, sqlite_setup);
     c = sm_xcalloc(1, sizeof(*c));
     c->home = sm_xstrdup(home);
     path = sm_path_join(home, "catalog.db");
@@ -219,7 +230,9 @@ int catalog_open(catalog **out, const char *home, sm_err *err)
     }
     free(path);
     sqlite3_busy_timeout(c->db, 10000);
-    if (exec(c, "PRAGMA journal_mode = WAL; PRAGMA foreign_keys = ON; PRAGMA synchronous = FULL",
+    /* a small page cache: the service keeps one connection per server thread */
+    if (exec(c, "PRAGMA journal_mode = WAL; PRAGMA foreign_keys = ON; PRAGMA synchronous = FULL; "
+                "PRAGMA cache_size = -512",
              err) < 0 ||
         migrate(c, err) < 0) {
         catalog_close(c);

@@ -30,6 +30,8 @@
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <sys/resource.h>
+#include <sys/syscall.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -655,6 +657,12 @@ static void *worker_main(void *arg)
 {
     jobs *J = arg;
     catalog *cat = NULL;
+
+    /* Jobs are throughput work; the API is latency work. A lower priority for
+     * this thread (inherited by the backup and restore threads it starts)
+     * keeps the API answering quickly while backups use every core. */
+    if (setpriority(PRIO_PROCESS, (id_t)syscall(SYS_gettid), 10) != 0)
+        sm_log(SM_LOG_DEBUG, "cannot lower the priority of a job worker: %s", strerror(errno));
 
     for (;;) {
         job *j;

@@ -200,8 +200,8 @@ static json_t *backup_json(svc *S, const backup_rec *b)
         json_object_set_new(o, "progress", json_integer(0));
     }
     if (json_object_get(b->meta, "postgres"))
-        json_object_set(o, "postgres",
-                        json_pack("{s:O,s:O}", "server_version",
+        json_object_set_new(o, "postgres",
+                            json_pack("{s:O,s:O}", "server_version",
                                   json_object_get(json_object_get(b->meta, "postgres"),
                                                   "server_version"),
                                   "row_counts",

@@ -12,6 +12,7 @@
 #include "service/demo.h"
 
 #include <getopt.h>
+#include <malloc.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -133,6 +134,13 @@ int cmd_serve(int argc, char **argv)
             return 2;
         }
     }
+    /* one thread per connection: without a cap glibc gives many of them an
+     * arena of their own, and the footprint grows with the connection count */
+    mallopt(M_ARENA_MAX, 4);
+    /* large buffers (packs, chunks) always mmapped and given back when freed:
+     * glibc's adaptive threshold would otherwise keep them in the arenas,
+     * and the footprint would creep up with every job */
+    mallopt(M_MMAP_THRESHOLD, 128 << 10);
     sm_log_set_json(1);
     if (sm_log_get_level() > SM_LOG_INFO)
         sm_log_set_level(SM_LOG_INFO);

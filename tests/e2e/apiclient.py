@@ -82,6 +82,13 @@ class Api:
         c.request("GET", path, headers=h)
         r = c.getresponse()
         out, ev, data = [], None, []
+        if r.status != 200 or not (r.getheader("Content-Type") or "").startswith("text/event-stream"):
+            body = r.read()
+            c.close()
+            try:
+                return r.status, json.loads(body or b"null")
+            except ValueError:
+                return r.status, body
         while True:
             line = r.fp.readline()
             if not line:

@@ -41,3 +41,12 @@ expect_fail() {
 R="$T/repo"
 sm() { "$SM" "$@"; }
 smr() { local sub=$1; shift; "$SM" repo "$sub" --repo "$R" "$@"; }
+
+# Stops a service with SIGTERM and fails unless it exits 0 (under ASan, a leak makes it non-zero).
+stop_service() {
+  local pid=$1 log=$2 rc=0
+  kill -TERM "$pid" 2>/dev/null
+  wait "$pid" || rc=$?
+  [ "$rc" -eq 0 ] || fail "the service exited $rc on SIGTERM: $(grep -v '^{' "$log" | head -20)"
+  ok "the service stops cleanly on SIGTERM"
+}

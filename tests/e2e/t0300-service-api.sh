@@ -16,7 +16,8 @@ sm project add abc123 --name "My App" --db-url "$(pg_url "$PORT" proj)" --storag
   --config-dir "$T/p/config" --owner user-owner 2>/dev/null || fail "project add"
 API=$(pg_free_port)
 "$SM" serve --listen "127.0.0.1:$API" >"$T/serve.out" 2>"$T/serve.log" &
-on_exit "kill $! 2>/dev/null; wait $! 2>/dev/null"
+DAEMON=$!
+on_exit "kill $DAEMON 2>/dev/null; wait $DAEMON 2>/dev/null"
 for i in $(seq 1 100); do curl -sf "http://127.0.0.1:$API/health" >/dev/null && break; sleep 0.1; done
 curl -sf "http://127.0.0.1:$API/health" >/dev/null || fail "the service did not start: $(tail -5 "$T/serve.log")"
 
@@ -129,3 +130,4 @@ for method, path in sorted(documented):
     check(str(st) in spec["paths"][path][method.lower()]["responses"] or st in (200, 201, 202), "%s %s: status %s is not documented" % (method, path, st))
 ok("health, metrics, and an OpenAPI document that matches the routes")
 PY
+stop_service "$DAEMON" "$T/serve.log"

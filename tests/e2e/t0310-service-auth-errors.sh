@@ -17,11 +17,12 @@ sm project add abc123 --name "My App" --db-url "$(pg_url "$PORT" proj)" --storag
 id=$(sm backup create abc123 --type database 2>/dev/null) || fail "backup"
 API=$(pg_free_port)
 SUPAMANAGER_MAX_UPLOAD=2M "$SM" serve --listen "127.0.0.1:$API" >"$T/serve.out" 2>"$T/serve.log" &
-on_exit "kill $! 2>/dev/null; wait $! 2>/dev/null"
+DAEMON=$!
+on_exit "kill $DAEMON 2>/dev/null; wait $DAEMON 2>/dev/null"
 for i in $(seq 1 100); do curl -sf "http://127.0.0.1:$API/health" >/dev/null && break; sleep 0.1; done
 
-PYTHONPATH="$(dirname "$0")" API=$API BID=$id T=$T PGPORT_SRC=$PORT /usr/bin/python3 - <<'PY' || fail "API checks (service log: $T/serve.log)"
-import io, json, os, subprocess, sys, tarfile, time
+PYTHONPATH="$(dirname "$0")" API=$API BID=$id T=$T PGPORT_SRC=$PORT SOURCE_ROOT=$SOURCE_ROOT /usr/bin/python3 - <<'PY' || fail "API checks (service log: $T/serve.log)"
+import io, json, os, re, subprocess, sys, tarfile, time
 from apiclient import Api, token
 secret, bid, T = os.environ["JWT_SECRET"], os.environ["BID"], os.environ["T"]
 port = int(os.environ["API"])
@@ -45,42 +46,110 @@ who = {
     "none": None,
 }
 P = "/platform/projects/abc123"
-# (method, path, body, expected status for service/owner/admin, member, stranger)
-# reads: everyone who may see the project; changes: owner and admin, member 403, stranger 404
-cases = [
-    ("GET", P, None, 200, 200, 404),
-    ("GET", P + "/backups", None, 200, 200, 404),
-    ("GET", P + "/backups/" + bid, None, 200, 200, 404),
-    ("GET", P + "/backup-schedule", None, 200, 200, 404),
-    ("PUT", P + "/backup-schedule", {"enabled": False}, 200, 403, 404),
-    ("POST", P + "/backups/" + bid + "/verify", {}, 202, 403, 404),
-    ("GET", P + "/backups/" + bid + "/download", None, 200, 403, 404),
-    ("POST", P + "/backups", {"type": "DATABASE"}, 202, 403, 404),
-    ("GET", "/platform/database/abc123/backups", None, 200, 200, 404),
-]
+svc = Api(port, who["service"])
 def wait_idle():
-    svc = Api(port, who["service"])
-    for _ in range(600):
+    for _ in range(1200):
         st, jobs, _, _ = svc.get("/platform/jobs")
         if st == 200 and not jobs:
             return
-        time.sleep(0.2)
-for method, path, body, manage, member, stranger in cases:
-    for name in who:
-        want = {"service": manage, "owner": manage, "admin": manage, "member": member, "stranger": stranger}.get(name, 401)
-        wait_idle()
-        st, doc, _, hdr = Api(port, who[name]).req(method, path, body=body)
-        check(st == want, "%s %s as %s: %s, expected %s (%s)" % (method, path, name, st, want, doc))
-        if st >= 400:
-            check(doc and doc.get("error") and doc.get("message") and doc.get("request_id") == hdr.get("x-request-id"), "error body %s" % doc)
-        if st == 401:
-            check(hdr.get("www-authenticate", "").startswith("Bearer"), "401 without WWW-Authenticate")
+        time.sleep(0.1)
+    raise AssertionError("jobs do not finish: %s" % jobs)
+def new_backup(kind="DATABASE"):
+    wait_idle()
+    st, doc, _, _ = svc.post(P + "/backups", {"type": kind})
+    assert st == 202, (st, doc)
+    b = svc.wait_backup("abc123", doc["backup_id"])["id"]
+    wait_idle()  # the job ends a moment after its backup is COMPLETED
+    return b
+def studio_num(b):
+    st, doc, _, _ = svc.get("/platform/database/abc123/backups")
+    return [x["id"] for x in doc["backups"] if x["backup_id"] == b][0]
+full = new_backup("FULL")
 wait_idle()
+st, exp, _, _ = svc.post(P + "/export", {})
+assert st == 202, (st, exp)
+export_job = svc.wait_job(exp["job_id"])["id"]
+st, link, _, _ = svc.get(P + "/backups/%s/download" % full)
+import urllib.parse
+u = urllib.parse.urlparse(link["download_url"])
+signed = u.path + "?" + u.query
+n = [0]
+def uniq(prefix):
+    n[0] += 1
+    return "%s-%d" % (prefix, n[0])
+def garbage():
+    return b"not an archive"
+dburl = "postgresql://postgres@127.0.0.1:%s/proj" % os.environ["PGPORT_SRC"]
+V, M, S = "view", "manage", "service-only"
+# (method, path or callable giving it, body or callable, rule)
+#   rule: a dict of expected status for service/owner/admin/member/stranger; invalid tokens get 401
+#   unless the route is public
+routes = [
+    ("GET", "/platform/projects", None, dict(service=200, owner=200, admin=200, member=200, stranger=200)),
+    ("POST", "/platform/projects", lambda: {"id": uniq("newp"), "name": "N", "db_url": dburl, "storage_dir": T + "/p2/storage", "org_id": "acme"},
+     dict(service=201, owner=403, admin=201, member=403, stranger=403)),
+    ("UPLOAD", "/platform/projects/import", lambda: {"new_project_name": "Imp", "id": uniq("imp"), "db_url": dburl, "storage_dir": T + "/imp-" + str(n[0]), "org_id": "acme"},
+     dict(service=202, owner=403, admin=202, member=403, stranger=403)),
+    ("GET", P, None, dict(service=200, owner=200, admin=200, member=200, stranger=404)),
+    ("GET", P + "/backups", None, dict(service=200, owner=200, admin=200, member=200, stranger=404)),
+    ("POST", P + "/backups", {"type": "DATABASE"}, dict(service=202, owner=202, admin=202, member=403, stranger=404)),
+    ("GET", lambda: P + "/backups/" + full, None, dict(service=200, owner=200, admin=200, member=200, stranger=404)),
+    ("DELETE", lambda: P + "/backups/" + new_backup(), None, dict(service=202, owner=202, admin=202, member=403, stranger=404)),
+    ("POST", lambda: P + "/backups/%s/restore" % full, {"database": False, "storage": False, "config": True}, dict(service=202, owner=202, admin=202, member=403, stranger=404)),
+    ("POST", lambda: P + "/backups/%s/verify" % full, {}, dict(service=202, owner=202, admin=202, member=403, stranger=404)),
+    ("GET", lambda: P + "/backups/%s/download" % full, None, dict(service=200, owner=200, admin=200, member=403, stranger=404)),
+    ("EVENTS", lambda: P + "/backups/%s/events" % full, None, dict(service=200, owner=200, admin=200, member=200, stranger=404)),
+    ("GET", P + "/backup-schedule", None, dict(service=200, owner=200, admin=200, member=200, stranger=404)),
+    ("PUT", P + "/backup-schedule", {"enabled": False}, dict(service=200, owner=200, admin=200, member=403, stranger=404)),
+    ("POST", P + "/export", {}, dict(service=202, owner=202, admin=202, member=403, stranger=404)),
+    ("PUBLIC", lambda: signed, None, dict(service=200, owner=200, admin=200, member=200, stranger=200)),
+    ("GET", "/platform/jobs", None, dict(service=200, owner=403, admin=403, member=403, stranger=403)),
+    ("GET", lambda: "/platform/jobs/" + export_job, None, dict(service=200, owner=200, admin=200, member=200, stranger=404)),
+    ("EVENTS", lambda: "/platform/jobs/%s/events" % export_job, None, dict(service=200, owner=200, admin=200, member=200, stranger=404)),
+    ("GET", lambda: "/platform/jobs/%s/download" % export_job, None, dict(service=200, owner=200, admin=200, member=200, stranger=404)),
+    ("GET", "/platform/organizations", None, dict(service=200, owner=200, admin=200, member=200, stranger=200)),
+    ("POST", "/platform/organizations", lambda: {"id": uniq("org"), "name": "O"}, dict(service=201, owner=403, admin=403, member=403, stranger=403)),
+    ("GET", "/platform/organizations/acme/members", None, dict(service=200, owner=404, admin=200, member=200, stranger=404)),
+    ("POST", "/platform/organizations/acme/members", {"user_id": "user-extra", "role": "member"}, dict(service=201, owner=403, admin=201, member=403, stranger=403)),
+    ("GET", "/platform/database/abc123/backups", None, dict(service=200, owner=200, admin=200, member=200, stranger=404)),
+    ("POST", "/platform/database/abc123/backups/restore", lambda: {"id": studio_num(new_backup())}, dict(service=201, owner=201, admin=201, member=403, stranger=404)),
+    ("POST", "/platform/database/abc123/backups/download", lambda: {"id": studio_num(full)}, dict(service=201, owner=201, admin=201, member=403, stranger=404)),
+    ("PUBLIC", "/health", None, dict(service=200, owner=200, admin=200, member=200, stranger=200)),
+    ("PUBLIC", "/metrics", None, dict(service=200, owner=200, admin=200, member=200, stranger=200)),
+    ("PUBLIC", "/openapi.json", None, dict(service=200, owner=200, admin=200, member=200, stranger=200)),
+]
+checked = 0
+for method, path, body, rule in routes:
+    for name in who:
+        wait_idle()
+        pth = path() if callable(path) else path
+        bod = body() if callable(body) else body
+        public = method == "PUBLIC"
+        want = rule.get(name, rule["service"] if public else 401)
+        api = Api(port, who[name])
+        if method == "UPLOAD":
+            st, doc, _, hdr = api.upload(pth, bod, "x.tar.gz", garbage())
+        elif method == "EVENTS":
+            st, evs = api.events(pth, timeout=120)
+            doc, hdr = None, {}
+        elif public:
+            st, doc, _, hdr = api.get(pth)
+        else:
+            st, doc, _, hdr = api.req(method, pth, body=bod)
+        check(st == want, "%s %s as %s: %s, expected %s (%s)" % (method, pth, name, st, want, doc))
+        if st >= 400 and method != "EVENTS":
+            check(doc and doc.get("error") and doc.get("message") and doc.get("request_id") == hdr.get("x-request-id"), "error body %s" % doc)
+        if st == 401 and method != "EVENTS":
+            check(hdr.get("www-authenticate", "").startswith("Bearer"), "401 without WWW-Authenticate: %s %s as %s %s" % (method, pth, name, hdr))
+        checked += 1
+wait_idle()
+served = set(re.findall(r'\{"(GET|POST|PUT|DELETE)", "([^"]+)", h_', open(os.environ["SOURCE_ROOT"] + "/src/service/routes.c").read()))
+check(len(routes) == len(served), "the matrix covers %d routes, the server has %d" % (len(routes), len(served)))
 # a stranger's project list is empty; a member sees it read-only
 st, doc, _, _ = Api(port, who["stranger"]).get("/platform/projects")
 check(st == 200 and doc == [], "stranger sees projects: %s" % doc)
 st, doc, _, _ = Api(port, who["member"]).get("/platform/projects")
-check(st == 200 and [p["id"] for p in doc] == ["abc123"] and doc[0]["can_manage"] is False, "member list: %s" % doc)
+check(st == 200 and "abc123" in [p["id"] for p in doc] and [p for p in doc if p["id"] == "abc123"][0]["can_manage"] is False, "member list: %s" % doc)
 st, doc, _, _ = Api(port, who["stranger"]).get("/platform/projects/nope99")
 st2, doc2, _, _ = Api(port, who["stranger"]).get(P)
 check(st == st2 == 404 and doc["error"] == doc2["error"] == "not_found", "a hidden project answers like a missing one")
@@ -88,8 +157,9 @@ check(st == st2 == 404 and doc["error"] == doc2["error"] == "not_found", "a hidd
 for name, part in (("expired", "expired"), ("forged", "signature"), ("alg-none", "alg"), ("none", "Authorization")):
     st, doc, _, _ = Api(port, who[name]).get(P)
     check(st == 401 and part.lower() in doc["message"].lower(), "%s: %s" % (name, doc))
-ok("the auth matrix: service role, owner, org admin, member, stranger, forged, expired, alg none, none")
+ok("the auth matrix on all %d routes x %d callers (%d requests): service role, owner, org admin, member, stranger, forged, expired, alg none, HS512, none" % (len(routes), len(who), checked))
 
+wait_idle()
 svc = Api(port, who["service"])
 def err(st, doc, code, status):
     check(st == status and doc and doc["error"] == code, "expected %s %s, got %s %s" % (status, code, st, doc))
@@ -126,3 +196,4 @@ r = subprocess.run(["psql", "-h", "127.0.0.1", "-p", os.environ["PGPORT_SRC"], "
 check(r.stdout.strip() == "0", "the hostile import left a database")
 ok("a hostile archive imported over HTTP changes nothing")
 PY
+stop_service "$DAEMON" "$T/serve.log"
