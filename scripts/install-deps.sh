@@ -9,7 +9,7 @@ build_pkgs=(build-essential meson ninja-build pkg-config
   libssl-dev libzstd-dev libarchive-dev libjansson-dev libsqlite3-dev
   libmicrohttpd-dev libcurl4-openssl-dev libpq-dev libcmocka-dev libjwt-dev python3)
 run_pkgs=(postgresql-15 postgresql-client-15 postgresql-contrib attr zstd gpg ca-certificates)
-test_pkgs=(python3 procps psmisc util-linux curl)
+test_pkgs=(python3 procps psmisc util-linux curl python3-aiosmtpd)
 
 want=("${build_pkgs[@]}" "${run_pkgs[@]}")
 if [ "${1:-}" = "--test" ]; then

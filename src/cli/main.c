@@ -24,6 +24,7 @@ static void help(void)
           "           exported archive\n"
           "  org      add | list;  member add ORG USER --role admin|member\n"
           "  serve    the HTTP API, job workers and scheduler (`supamanager serve --help`)\n"
+          "  notify   test [--config FILE]: send a test e-mail and webhook now\n"
           "  repo     the deduplicating, encrypted repository (init, backup, restore, ls,\n"
           "           verify, prune, stats, unlock, key); `supamanager repo help`\n"
           "  demo     run the main job on embedded defaults: create a repository, back up a\n"
@@ -70,5 +71,7 @@ int main(int argc, char **argv)
         return cmd_import(argc - 1, argv + 1);
     if (!strcmp(cmd, "serve"))
         return cmd_serve(argc - 1, argv + 1);
+    if (!strcmp(cmd, "notify"))
+        return cmd_notify(argc - 1, argv + 1);
     return cli_usage("unknown command '%s'", cmd);
 }
