@@ -90,6 +90,17 @@ static const char *const migrations[] = {
     "  last_run_at TEXT,"
     "  last_backup_id TEXT,"
     "  last_status TEXT);",
+    /* 2 -> 3: the scheduler's state per project, and the history of runs */
+    "ALTER TABLE schedules ADD COLUMN state TEXT NOT NULL DEFAULT '{}';"
+    "CREATE TABLE schedule_runs ("
+    "  id INTEGER PRIMARY KEY AUTOINCREMENT,"
+    "  project_id TEXT NOT NULL REFERENCES projects(id) ON DELETE CASCADE,"
+    "  slot TEXT NOT NULL,"
+    "  at TEXT NOT NULL,"
+    "  status TEXT NOT NULL,"
+    "  backup_id TEXT,"
+    "  reason TEXT);"
+    "CREATE INDEX schedule_runs_by_project ON schedule_runs (project_id, id);",
 };
 
 #define NMIGRATIONS (sizeof(migrations) / sizeof(migrations[0]))
@@ -742,6 +753,50 @@ int catalog_backup_list(catalog *c, const char *project_id, const char *kind, ba
     return 0;
 }
 
+int catalog_backup_latest(catalog *c, const char *project_id, const char *status,
+                          backup_rec **out, sm_err *err)
+{
+    sqlite3_stmt *st = NULL;
+    int r, rc = -1;
+
+    *out = NULL;
+    if (prepare(c, &st, "SELECT " BACKUP_COLS " FROM backups WHERE project_id = ?1 AND "
+                        "(?2 IS NULL OR status = ?2) ORDER BY created_at DESC, id DESC LIMIT 1",
+                err) < 0)
+        return -1;
+    bind_text(st, 1, project_id);
+    bind_text(st, 2, status);
+    r = sqlite3_step(st);
+    if (r == SQLITE_ROW) {
+        *out = backup_from_row(st);
+        rc = 0;
+    } else if (r == SQLITE_DONE) {
+        rc = 1;
+    } else {
+        db_fail(c, err, "read the newest backup");
+    }
+    sqlite3_finalize(st);
+    return rc;
+}
+
+int catalog_schedule_runs_interrupt(catalog *c, const char *reason, sm_err *err)
+{
+    sqlite3_stmt *st = NULL;
+    int rc = -1;
+
+    if (prepare(c, &st, "UPDATE schedule_runs SET status = 'INTERRUPTED', reason = ? WHERE status "
+                        "= 'STARTED'",
+                err) < 0)
+        return -1;
+    bind_text(st, 1, reason);
+    if (sqlite3_step(st) != SQLITE_DONE)
+        db_fail(c, err, "update the schedule runs");
+    else
+        rc = 0;
+    sqlite3_finalize(st);
+    return rc;
+}
+
 void backup_list_free(backup_rec **v, size_t n)
 {
     for (size_t i = 0; i < n; i++)
@@ -1269,6 +1324,175 @@ int catalog_schedule_ran(catalog *c, const char *project_id, const char *at, con
         rc = 0;
     sqlite3_finalize(st);
     return rc;
+}
+
+static json_t *col_json_text(sqlite3_stmt *st, int i)
+{
+    const unsigned char *t = sqlite3_column_text(st, i);
+    return t ? json_string((const char *)t) : json_null();
+}
+
+int catalog_schedule_state_get(catalog *c, const char *project_id, json_t **state, sm_err *err)
+{
+    sqlite3_stmt *st = NULL;
+    int r, rc = -1;
+
+    *state = NULL;
+    if (prepare(c, &st, "SELECT state FROM schedules WHERE project_id = ?", err) < 0)
+        return -1;
+    bind_text(st, 1, project_id);
+    r = sqlite3_step(st);
+    if (r == SQLITE_ROW) {
+        *state = json_loads((const char *)sqlite3_column_text(st, 0), 0, NULL);
+        rc = 0;
+    } else if (r == SQLITE_DONE) {
+        rc = 0;
+    } else {
+        db_fail(c, err, "read the scheduler state");
+    }
+    sqlite3_finalize(st);
+    if (rc == 0 && !json_is_object(*state)) {
+        json_decref(*state);
+        *state = json_object();
+    }
+    return rc;
+}
+
+int catalog_schedule_state_put(catalog *c, const char *project_id, const json_t *state,
+                               sm_err *err)
+{
+    sqlite3_stmt *st = NULL;
+    char *text = json_dumps(state, JSON_COMPACT | JSON_SORT_KEYS);
+    int rc = -1;
+
+    if (prepare(c, &st, "UPDATE schedules SET state = ?2 WHERE project_id = ?1", err) == 0) {
+        bind_text(st, 1, project_id);
+        bind_text(st, 2, text);
+        if (sqlite3_step(st) != SQLITE_DONE)
+            db_fail(c, err, "save the scheduler state");
+        else
+            rc = 0;
+        sqlite3_finalize(st);
+    }
+    free(text);
+    return rc;
+}
+
+int catalog_schedule_run_add(catalog *c, const char *project_id, const char *slot,
+                             const char *status, const char *backup_id, const char *reason,
+                             sm_err *err)
+{
+    sqlite3_stmt *st = NULL;
+    char now[32];
+    int rc = -1;
+
+    now_iso(now);
+    if (prepare(c, &st, "INSERT INTO schedule_runs (project_id, slot, at, status, backup_id, "
+                        "reason) VALUES (?, ?, ?, ?, ?, ?)",
+                err) < 0)
+        return -1;
+    bind_text(st, 1, project_id);
+    bind_text(st, 2, slot);
+    bind_text(st, 3, now);
+    bind_text(st, 4, status);
+    bind_text(st, 5, backup_id);
+    bind_text(st, 6, reason);
+    if (sqlite3_step(st) != SQLITE_DONE)
+        db_fail(c, err, "record a schedule run");
+    else
+        rc = 0;
+    sqlite3_finalize(st);
+    return rc;
+}
+
+int catalog_schedule_run_finish(catalog *c, const char *backup_id, const char *status,
+                                const char *reason, sm_err *err)
+{
+    sqlite3_stmt *st = NULL;
+    int rc = -1;
+
+    if (prepare(c, &st, "UPDATE schedule_runs SET status = ?2, reason = COALESCE(?3, reason) WHERE "
+                        "backup_id = ?1",
+                err) < 0)
+        return -1;
+    bind_text(st, 1, backup_id);
+    bind_text(st, 2, status);
+    bind_text(st, 3, reason);
+    if (sqlite3_step(st) != SQLITE_DONE)
+        db_fail(c, err, "record a schedule run");
+    else
+        rc = 0;
+    sqlite3_finalize(st);
+    return rc;
+}
+
+int catalog_schedule_runs(catalog *c, const char *project_id, int limit, json_t **out, sm_err *err)
+{
+    sqlite3_stmt *st = NULL;
+    int r;
+
+    *out = json_array();
+    if (prepare(c, &st, "SELECT slot, at, status, backup_id, reason FROM schedule_runs WHERE "
+                        "project_id = ? ORDER BY id DESC LIMIT ?",
+                err) < 0)
+        goto fail;
+    bind_text(st, 1, project_id);
+    sqlite3_bind_int(st, 2, limit);
+    while ((r = sqlite3_step(st)) == SQLITE_ROW)
+        json_array_append_new(*out, json_pack("{s:o,s:o,s:o,s:o,s:o}", "slot", col_json_text(st, 0),
+                                              "at", col_json_text(st, 1), "status",
+                                              col_json_text(st, 2), "backup_id",
+                                              col_json_text(st, 3), "reason",
+                                              col_json_text(st, 4)));
+    if (r != SQLITE_DONE) {
+        db_fail(c, err, "read the schedule runs");
+        goto fail;
+    }
+    sqlite3_finalize(st);
+    return 0;
+fail:
+    sqlite3_finalize(st);
+    json_decref(*out);
+    *out = NULL;
+    return -1;
+}
+
+int catalog_schedule_all(catalog *c, json_t **out, sm_err *err)
+{
+    sqlite3_stmt *st = NULL;
+    int r;
+
+    *out = json_array();
+    if (prepare(c, &st, "SELECT project_id, doc, updated_at, state FROM schedules ORDER BY "
+                        "project_id",
+                err) < 0)
+        goto fail;
+    while ((r = sqlite3_step(st)) == SQLITE_ROW) {
+        json_t *doc = json_loads((const char *)sqlite3_column_text(st, 1), 0, NULL);
+        json_t *state = json_loads((const char *)sqlite3_column_text(st, 3), 0, NULL);
+        if (!json_is_object(doc)) {
+            json_decref(doc);
+            doc = json_object();
+        }
+        if (!json_is_object(state)) {
+            json_decref(state);
+            state = json_object();
+        }
+        json_array_append_new(*out, json_pack("{s:o,s:o,s:o,s:o}", "project_id",
+                                              col_json_text(st, 0), "doc", doc, "updated_at",
+                                              col_json_text(st, 2), "state", state));
+    }
+    if (r != SQLITE_DONE) {
+        db_fail(c, err, "read the schedules");
+        goto fail;
+    }
+    sqlite3_finalize(st);
+    return 0;
+fail:
+    sqlite3_finalize(st);
+    json_decref(*out);
+    *out = NULL;
+    return -1;
 }
 
 /* ---- organisations ---- */

@@ -23,7 +23,7 @@
 #include <stdint.h>
 #include <sys/types.h>
 
-#define CATALOG_SCHEMA_VERSION 2
+#define CATALOG_SCHEMA_VERSION 3
 
 typedef struct catalog catalog;
 
@@ -104,6 +104,10 @@ int catalog_backup_get(catalog *c, const char *id, backup_rec **out, sm_err *err
 int catalog_backup_list(catalog *c, const char *project_id, const char *kind, backup_rec ***out,
                         size_t *n, sm_err *err);
 void backup_list_free(backup_rec **v, size_t n);
+/* The project's newest backup with that status (NULL: any); returns 1 and
+ * *out NULL when there is none. */
+int catalog_backup_latest(catalog *c, const char *project_id, const char *status,
+                          backup_rec **out, sm_err *err);
 int catalog_backup_delete(catalog *c, const char *id, sm_err *err);
 /* Is the id taken? */
 int catalog_backup_exists(catalog *c, const char *id, int *exists, sm_err *err);
@@ -182,6 +186,26 @@ int catalog_schedule_get(catalog *c, const char *project_id, json_t **doc, json_
 int catalog_schedule_put(catalog *c, const char *project_id, const json_t *doc, sm_err *err);
 int catalog_schedule_ran(catalog *c, const char *project_id, const char *at, const char *backup_id,
                          const char *status, sm_err *err);
+/* The scheduler's own state of a project (an object it alone reads and
+ * writes: the last slot handled, alerts raised, restore-test times); {}
+ * when none. put is a no-op when the project has no schedule row. */
+int catalog_schedule_state_get(catalog *c, const char *project_id, json_t **state, sm_err *err);
+int catalog_schedule_state_put(catalog *c, const char *project_id, const json_t *state,
+                               sm_err *err);
+/* History of scheduled runs: slot is when it was due (ISO 8601 UTC),
+ * status STARTED, SKIPPED, COMPLETED or FAILED; backup_id and reason may be
+ * NULL. run_finish updates the run of a backup. */
+int catalog_schedule_run_add(catalog *c, const char *project_id, const char *slot,
+                             const char *status, const char *backup_id, const char *reason,
+                             sm_err *err);
+int catalog_schedule_run_finish(catalog *c, const char *backup_id, const char *status,
+                                const char *reason, sm_err *err);
+/* The newest `limit` runs, newest first: [{slot, at, status, backup_id, reason}]. */
+int catalog_schedule_runs(catalog *c, const char *project_id, int limit, json_t **out, sm_err *err);
+/* Marks STARTED runs INTERRUPTED with reason (a daemon starting up). */
+int catalog_schedule_runs_interrupt(catalog *c, const char *reason, sm_err *err);
+/* Every stored schedule: [{project_id, doc, updated_at, state}]. */
+int catalog_schedule_all(catalog *c, json_t **out, sm_err *err);
 
 /* ---- organisations and members (access control) ---- */
 

@@ -12,5 +12,6 @@ int cmd_backup(int argc, char **argv);
 int cmd_restore(int argc, char **argv);
 int cmd_import(int argc, char **argv);
 int cmd_notify(int argc, char **argv);
+int cmd_schedule(int argc, char **argv);
 
 #endif

@@ -22,6 +22,7 @@ static void help(void)
           "           restore --undo PROJECT: put back the state before the last restore\n"
           "  import   FILE --id ID --name N --db-url URL --storage-dir DIR: a project from an\n"
           "           exported archive\n"
+          "  schedule set | show | disable: a project's automatic backups (UTC times)\n"
           "  org      add | list;  member add ORG USER --role admin|member\n"
           "  serve    the HTTP API, job workers and scheduler (`supamanager serve --help`)\n"
           "  notify   test [--config FILE]: send a test e-mail and webhook now\n"
@@ -73,5 +74,7 @@ int main(int argc, char **argv)
         return cmd_serve(argc - 1, argv + 1);
     if (!strcmp(cmd, "notify"))
         return cmd_notify(argc - 1, argv + 1);
+    if (!strcmp(cmd, "schedule"))
+        return cmd_schedule(argc - 1, argv + 1);
     return cli_usage("unknown command '%s'", cmd);
 }

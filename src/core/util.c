@@ -90,6 +90,21 @@ int sm_b64_decode(sm_buf *out, const char *s, sm_err *err)
 
 static time_t forced_now;
 
+/* SUPAMANAGER_NOW is "<unix seconds>", an ISO 8601 UTC time, or "@FILE":
+ * the file holds one of those and is read again on every call, so a test can
+ * move a running daemon's clock by rewriting it. */
+static time_t parse_now(const char *e)
+{
+    uint64_t v;
+    time_t t;
+
+    if (sm_parse_u64(e, (uint64_t)1 << 40, &v) == 0)
+        return (time_t)v;
+    if (sm_time_parse_iso(e, &t) == 0)
+        return t;
+    return 0;
+}
+
 time_t sm_now(void)
 {
     const char *e;
@@ -97,10 +112,25 @@ time_t sm_now(void)
     if (forced_now)
         return forced_now;
     e = getenv("SUPAMANAGER_NOW");
+    if (e && *e == '@') {
+        char buf[64];
+        FILE *f = fopen(e + 1, "re");
+        size_t n = 0;
+        time_t t = 0;
+        if (f) {
+            n = fread(buf, 1, sizeof(buf) - 1, f);
+            fclose(f);
+            while (n > 0 && (buf[n - 1] == '\n' || buf[n - 1] == ' ' || buf[n - 1] == '\r'))
+                n--;
+            buf[n] = '\0';
+            t = parse_now(buf);
+        }
+        return t ? t : time(NULL);
+    }
     if (e && *e) {
-        uint64_t v;
-        if (sm_parse_u64(e, (uint64_t)1 << 40, &v) == 0)
-            return (time_t)v;
+        time_t t = parse_now(e);
+        if (t)
+            return t;
     }
     return time(NULL);
 }

@@ -17,8 +17,10 @@ int sm_unhex(unsigned char *out, const char *hex, size_t n);
 char *sm_b64_encode(const unsigned char *p, size_t n);
 int sm_b64_decode(sm_buf *out, const char *s, sm_err *err);
 
-/* Wall clock. Tests may drive it with SUPAMANAGER_NOW=<unix seconds> or
- * sm_clock_set(); everything that schedules or stamps uses this. */
+/* Wall clock. Tests may drive it with SUPAMANAGER_NOW=<unix seconds>, an
+ * ISO 8601 UTC time, or @FILE (a file holding either, read on every call:
+ * rewriting it moves a running daemon's clock), or sm_clock_set();
+ * everything that schedules or stamps uses this. */
 time_t sm_now(void);
 void sm_clock_set(time_t t); /* 0 returns to the real clock */
 /* 1 when the clock is driven (SUPAMANAGER_NOW or sm_clock_set). */

@@ -16,6 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <sys/wait.h>
 #include <sys/xattr.h>
 #include <unistd.h>
@@ -606,6 +607,198 @@ static void expire_safety(ops_ctx *o, const project *p, repo *r, const char *cur
     backup_list_free(v, n);
 }
 
+/* ---- retention of scheduled backups ---- */
+
+/* Keeps the newest of each of the `limit` most recent buckets (the first
+ * `len` characters of the time: a day is "YYYY-MM-DD", a month "YYYY-MM";
+ * weeks use ISO week numbers). */
+static void keep_buckets(const char *const *times, size_t n, int limit, int weekly, size_t len,
+                         unsigned char *keep)
+{
+    char last[16] = "", cur[16];
+    int seen = 0;
+
+    for (size_t i = 0; i < n && seen < limit; i++) {
+        if (weekly) {
+            time_t t;
+            struct tm tm;
+            if (sm_time_parse_iso(times[i], &t) < 0)
+                continue;
+            gmtime_r(&t, &tm);
+            strftime(cur, sizeof(cur), "%G-%V", &tm);
+        } else {
+            snprintf(cur, sizeof(cur), "%.*s", (int)len, times[i]);
+        }
+        if (strcmp(cur, last) != 0) {
+            keep[i] = 1;
+            seen++;
+            snprintf(last, sizeof(last), "%s", cur);
+        }
+    }
+}
+
+void ops_retention_select(const ops_retention *r, const char *const *times, size_t n,
+                          unsigned char *keep)
+{
+    memset(keep, 0, n);
+    for (size_t i = 0; i < n && (int)i < r->last; i++)
+        keep[i] = 1;
+    if (r->daily > 0)
+        keep_buckets(times, n, r->daily, 0, 10, keep);
+    if (r->weekly > 0)
+        keep_buckets(times, n, r->weekly, 1, 0, keep);
+    if (r->monthly > 0)
+        keep_buckets(times, n, r->monthly, 0, 7, keep);
+}
+
+/* After a successful scheduled backup: deletes the project's COMPLETED
+ * scheduled backups the policy does not keep, in one prune. Never fails the
+ * backup (the next run tries again); reports what it did. */
+static void apply_retention(ops_ctx *o, const project *p, repo *r, const ops_retention *pol,
+                            json_t *report)
+{
+    backup_rec **v = NULL, **sel = NULL;
+    const char **times = NULL, **forget = NULL;
+    unsigned char *keep = NULL;
+    size_t n = 0, ns = 0, nf = 0;
+    json_t *deleted = json_array();
+    uint64_t freed = 0;
+    sm_err e = SM_ERR_INIT;
+
+    if (catalog_backup_list(o->cat, p->id, "scheduled", &v, &n, &e) < 0) {
+        sm_log(SM_LOG_WARN, "%s: retention: cannot list scheduled backups: %s", p->id, e.msg);
+        goto out;
+    }
+    sel = sm_xcalloc(n ? n : 1, sizeof(*sel));
+    times = sm_xcalloc(n ? n : 1, sizeof(*times));
+    forget = sm_xcalloc(n ? n : 1, sizeof(*forget));
+    keep = sm_xcalloc(n ? n : 1, 1);
+    for (size_t i = 0; i < n; i++)
+        if (!strcmp(v[i]->status, "COMPLETED")) {
+            sel[ns] = v[i];
+            times[ns++] = v[i]->created_at;
+        }
+    ops_retention_select(pol, times, ns, keep);
+    for (size_t i = 0; i < ns; i++)
+        if (!keep[i] && sel[i]->snapshot_id)
+            forget[nf++] = sel[i]->snapshot_id;
+    if (nf > 0) {
+        repo_prune_opts po;
+        repo_prune_result res;
+        memset(&po, 0, sizeof(po));
+        po.forget = forget;
+        po.nforget = nf;
+        if (repo_prune(r, &po, &res, &e) < 0) {
+            sm_log(SM_LOG_WARN, "%s: retention: cannot delete old backups: %s", p->id, e.msg);
+            goto out;
+        }
+        freed = res.bytes_freed;
+    }
+    for (size_t i = 0; i < ns; i++) {
+        if (keep[i])
+            continue;
+        if (catalog_backup_delete(o->cat, sel[i]->id, &e) < 0) {
+            sm_log(SM_LOG_WARN, "%s: retention: cannot remove the record of %s: %s", p->id,
+                   sel[i]->id, e.msg);
+            continue;
+        }
+        json_array_append_new(deleted, json_string(sel[i]->id));
+    }
+    if (json_array_size(deleted) > 0) {
+        char h[32];
+        sm_human_bytes(h, sizeof(h), freed);
+        sm_log(SM_LOG_INFO, "%s: retention deleted %zu scheduled backups, %s freed", p->id,
+               json_array_size(deleted), h);
+    }
+out:
+    if (report)
+        json_object_set_new(report, "retention",
+                            json_pack("{s:O,s:I}", "deleted", deleted, "bytes_freed",
+                                      (json_int_t)freed));
+    json_decref(deleted);
+    free(sel);
+    free(times);
+    free(forget);
+    free(keep);
+    backup_list_free(v, n);
+}
+
+/* ---- free-space guard ---- */
+
+/* The nearest existing directory at or above path (caller frees). */
+static char *existing_dir(const char *path)
+{
+    char *d = sm_xstrdup(path), *slash;
+
+    while (!sm_is_dir(d) && (slash = strrchr(d, '/')) != NULL) {
+        if (slash == d) {
+            d[1] = '\0';
+            break;
+        }
+        *slash = '\0';
+    }
+    return d;
+}
+
+/* Refuses (SM_E_NOSPC) a backup expected to add `need` bytes when the
+ * repository's file system would keep less free than the threshold. Only
+ * for repositories on a local file system. */
+static int space_guard(ops_ctx *o, const project *p, uint64_t need, sm_err *err)
+{
+    const char *cfg = o->min_free ? o->min_free : getenv("SUPAMANAGER_MIN_FREE");
+    char *loc = project_repo_location(o->cat, p), *dir = NULL;
+    struct statvfs vf;
+    uint64_t total, avail, keep;
+    char hn[32], ha[32], hk[32];
+    int rc = 0;
+    size_t len;
+
+    if (!cfg || !*cfg)
+        cfg = OPS_DEFAULT_MIN_FREE;
+    if (strstr(loc, "://"))
+        goto out;
+    dir = existing_dir(loc);
+    if (statvfs(dir, &vf) != 0)
+        goto out;
+    total = (uint64_t)vf.f_blocks * vf.f_frsize;
+    avail = (uint64_t)vf.f_bavail * vf.f_frsize;
+    len = strlen(cfg);
+    if (len > 1 && cfg[len - 1] == '%') {
+        char num[16];
+        uint64_t pct;
+        snprintf(num, sizeof(num), "%.*s", (int)(len - 1), cfg);
+        if (sm_parse_u64(num, 100, &pct) < 0) {
+            rc = sm_err_set(err, SM_E_USAGE, "SUPAMANAGER_MIN_FREE '%s' is not a valid threshold",
+                            cfg);
+            sm_err_hint(err, "Use a percentage (\"5%%\"), a size (\"10G\"), or 0 to turn the "
+                             "free-space guard off.");
+            goto out;
+        }
+        keep = total / 100 * pct;
+    } else if (sm_parse_size(cfg, &keep) < 0) {
+        rc = sm_err_set(err, SM_E_USAGE, "SUPAMANAGER_MIN_FREE '%s' is not a valid threshold", cfg);
+        sm_err_hint(err, "Use a percentage (\"5%%\"), a size (\"10G\"), or 0 to turn the "
+                         "free-space guard off.");
+        goto out;
+    }
+    if (keep == 0 || (avail > need && avail - need >= keep))
+        goto out;
+    sm_human_bytes(hn, sizeof(hn), need);
+    sm_human_bytes(ha, sizeof(ha), avail);
+    sm_human_bytes(hk, sizeof(hk), keep);
+    rc = sm_err_set(err, SM_E_NOSPC,
+                    "backup refused before it started: the backups of '%s' are on a file system "
+                    "with %s free ('%s'); this backup is expected to add about %s, which would "
+                    "leave less than the %s kept free (SUPAMANAGER_MIN_FREE=%s)",
+                    p->id, ha, dir, hn, hk, cfg);
+    sm_err_hint(err, "Free space there, delete old backups (or lower the schedule's retention), "
+                     "or lower SUPAMANAGER_MIN_FREE.");
+out:
+    free(loc);
+    free(dir);
+    return rc;
+}
+
 int ops_backup_reserve(ops_ctx *o, const char *project_id, const char *type, const char *kind,
                        char **backup_id, sm_err *err)
 {
@@ -640,7 +833,8 @@ out:
 /* The body of a backup; the caller holds the project's job claim. With
  * preset, the record reserved by ops_backup_reserve is used. */
 static int backup_run(ops_ctx *o, const project *p, const char *type, const char *kind,
-                      int keep_days, const char *preset, char **backup_id, sm_err *err)
+                      int keep_days, const char *preset, const ops_backup_opts *extra,
+                      char **backup_id, sm_err *err)
 {
     backup_rec *b = backup_rec_new(), *parent_rec = NULL;
     store *st = NULL;
@@ -656,7 +850,7 @@ static int backup_run(ops_ctx *o, const project *p, const char *type, const char
     repo_writer_opts wo;
     prog pg;
     double t0 = sm_mono();
-    uint64_t total = 0, fresh = 0, stored = 0;
+    uint64_t total = 0, fresh = 0, stored = 0, need = 0;
 
     ops_type_parts(type, &want_db, &want_storage, &want_config);
     if (lenient && want_storage && !sm_is_dir(p->storage_dir))
@@ -703,17 +897,29 @@ static int backup_run(ops_ctx *o, const project *p, const char *type, const char
     {
         backup_rec **v = NULL;
         size_t n = 0;
+        int have_db = 0, have_last = 0;
         if (catalog_backup_list(o->cat, p->id, NULL, &v, &n, NULL) == 0) {
-            for (size_t i = 0; i < n; i++) {
+            for (size_t i = 0; i < n && !(have_db && have_last); i++) {
                 json_t *dbp = json_object_get(json_object_get(v[i]->meta, "parts"), "database");
-                if (!strcmp(v[i]->status, "COMPLETED") && dbp) {
+                if (strcmp(v[i]->status, "COMPLETED"))
+                    continue;
+                if (!have_db && dbp) {
                     total += (uint64_t)json_integer_value(json_object_get(dbp, "size"));
-                    break;
+                    have_db = 1;
+                }
+                if (!have_last && !strcmp(v[i]->type, type)) {
+                    /* what the last one of this type added to the repository */
+                    need = v[i]->stored;
+                    have_last = 1;
                 }
             }
         }
         backup_list_free(v, n);
+        if (!have_last)
+            need = total;
     }
+    if (space_guard(o, p, need, err) < 0)
+        goto done;
 
     if (open_project_repo(o, p, 1, &st, &r, err) < 0 || repo_lock(r, 1, "backup", err) < 0)
         goto done;
@@ -793,6 +999,8 @@ static int backup_run(ops_ctx *o, const project *p, const char *type, const char
     json_object_set_new(meta, "created_at", json_string(b->created_at));
     json_object_set_new(meta, "parent", b->parent_id ? json_string(b->parent_id) : json_null());
     json_object_set(meta, "parts", parts);
+    if (extra && extra->scheduled_for)
+        json_object_set_new(meta, "scheduled_for", json_string(extra->scheduled_for));
     tags = json_pack("[s,s,s]", b->id, type, b->kind);
     if (repo_writer_commit(w, meta, tags, snap, err) < 0)
         goto done;
@@ -824,6 +1032,8 @@ done:
         b->meta = json_incref(meta);
         if (catalog_backup_update(o->cat, b, rc == 0 ? err : NULL) < 0 && rc == 0)
             rc = -1;
+        if (rc == 0 && extra && extra->retention && !strcmp(b->kind, "scheduled"))
+            apply_retention(o, p, r, extra->retention, extra->report);
         sm_log(rc == 0 ? SM_LOG_INFO : SM_LOG_WARN, "%s: backup %s %s%s%s", p->id, b->id,
                b->status, rc < 0 ? ": " : "", rc < 0 ? err->msg : "");
     }
@@ -882,7 +1092,7 @@ typedef struct backup_arg {
 static int backup_fn(ops_ctx *o, void *arg, sm_err *err)
 {
     backup_arg *a = arg;
-    return backup_run(o, a->p, a->type, a->bo->kind, a->bo->keep_days, a->bo->backup_id,
+    return backup_run(o, a->p, a->type, a->bo->kind, a->bo->keep_days, a->bo->backup_id, a->bo,
                       a->backup_id, err);
 }
 
@@ -1375,7 +1585,7 @@ static int restore_run(restore_plan *rp, sm_err *err)
     /* a wrong restore is never final: keep the current state first */
     if (!rp->no_safety) {
         emit(o, "safety backup", -1, 0, 0, 0, -1);
-        if (backup_run(o, rp->dst, "FULL", "safety", o->safety_days, NULL, &safety, err) < 0) {
+        if (backup_run(o, rp->dst, "FULL", "safety", o->safety_days, NULL, NULL, &safety, err) < 0) {
             sm_err_prefix(err, "the safety backup of '%s' failed, nothing was restored",
                           rp->dst->id);
             goto out;

@@ -51,7 +51,14 @@ typedef struct ops_ctx {
     /* Non-zero: the event callback records progress in the job row itself;
      * the operation does not write raw percentages there. */
     int progress_by_event;
+    /* Free-space guard: a backup is refused before it writes anything when
+     * the estimate of what it adds would leave less free than this on the
+     * repository's file system: "N%" of its size, a size ("5G"), or "0"
+     * (off). NULL: SUPAMANAGER_MIN_FREE, else OPS_DEFAULT_MIN_FREE. */
+    const char *min_free;
 } ops_ctx;
+
+#define OPS_DEFAULT_MIN_FREE "2%"
 
 void ops_ctx_init(ops_ctx *o, catalog *cat, const char *secret);
 
@@ -66,11 +73,31 @@ int ops_project_remove(ops_ctx *o, const char *id, int purge, sm_err *err);
 
 /* ---- backups ---- */
 
+/* Retention of scheduled backups, like the forget policies of restic and
+ * borg: keep the `last` newest, plus the newest backup of each of the
+ * `daily` most recent days (UTC), `weekly` ISO weeks and `monthly` months
+ * that have one. A rule at 0 is unused; a backup kept by any rule is kept. */
+typedef struct ops_retention {
+    int last, daily, weekly, monthly;
+} ops_retention;
+
+/* Marks keep[i] (1 kept, 0 not) for n times given newest first, as ISO
+ * 8601 UTC ("2026-11-25T02:00:00Z"). */
+void ops_retention_select(const ops_retention *r, const char *const *times, size_t n,
+                          unsigned char *keep);
+
 typedef struct ops_backup_opts {
     const char *type;       /* full | database | storage | incremental (any case) */
     const char *kind;       /* manual (default) | scheduled | safety */
     int keep_days;          /* safety backups: expiry */
     const char *backup_id;  /* an id reserved with ops_backup_reserve (daemon queues) */
+    /* scheduled backups: after a success, the project's COMPLETED scheduled
+     * backups beyond this policy are deleted (their data pruned); a failed
+     * backup deletes nothing, manual backups are never touched */
+    const ops_retention *retention;
+    const char *scheduled_for; /* the slot it ran for (ISO 8601), kept in its metadata */
+    /* when set, gets {"retention": {"deleted": [ids], "bytes_freed": n}} */
+    json_t *report;
 } ops_backup_opts;
 
 /* Reserves a backup id for a backup that will run later (its record is

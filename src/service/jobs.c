@@ -104,6 +104,9 @@ struct jobs {
     char *secret;
     unsigned max_running;
     int safety_days;
+    char *min_free;
+    void (*on_done)(void *ud, const json_t *state);
+    void *on_done_ud;
 
     pthread_mutex_t mu;
     pthread_cond_t work; /* the queue got a job, or stopping */
@@ -460,12 +463,28 @@ static int run_op(ops_ctx *o, job *j, json_t **result, sm_err *err)
         ops_backup_opts bo;
         char *id = NULL;
         memset(&bo, 0, sizeof(bo));
+        ops_retention ret;
+        const json_t *rj = json_object_get(a, "retention");
+        json_t *report = json_object();
         bo.type = arg_str(a, "type");
         bo.kind = arg_str(a, "kind");
         bo.backup_id = j->backup_id;
+        bo.scheduled_for = arg_str(a, "scheduled_for");
+        if (json_is_object(rj)) {
+            ret.last = (int)json_integer_value(json_object_get(rj, "last"));
+            ret.daily = (int)json_integer_value(json_object_get(rj, "daily"));
+            ret.weekly = (int)json_integer_value(json_object_get(rj, "weekly"));
+            ret.monthly = (int)json_integer_value(json_object_get(rj, "monthly"));
+            bo.retention = &ret;
+        }
+        bo.report = report;
         rc = ops_backup_create(o, j->project_id, &bo, &id, err);
-        if (rc == 0)
-            *result = json_pack("{s:s}", "backup_id", j->backup_id);
+        if (rc == 0) {
+            json_object_set_new(report, "backup_id", json_string(j->backup_id));
+            *result = report;
+            report = NULL;
+        }
+        json_decref(report);
         free(id);
     } else if (!strcmp(j->kind, "restore")) {
         ops_restore_opts ro;
@@ -604,6 +623,14 @@ static void finish_job(jobs *J, catalog *cat, job *j, int rc, const sm_err *err,
     else
         sm_log(SM_LOG_WARN, "job %s: %s of %s %s: %s", j->id, j->kind,
                j->project_id ? j->project_id : "?", status, err->msg);
+    if (J->on_done) {
+        json_t *st = jobs_get(J, j->id);
+        if (st) {
+            json_object_set(st, "args", j->args);
+            J->on_done(J->on_done_ud, st);
+        }
+        json_decref(st);
+    }
 }
 
 static void run_job(jobs *J, catalog **cat, job *j)
@@ -641,6 +668,7 @@ static void run_job(jobs *J, catalog **cat, job *j)
     ops_ctx_init(&o, *cat, J->secret);
     if (J->safety_days > 0)
         o.safety_days = J->safety_days;
+    o.min_free = J->min_free;
     o.event = on_event;
     o.event_ud = &rc;
     o.cancel = &j->cancel;
@@ -872,6 +900,9 @@ int jobs_start(jobs **out, const jobs_config *cfg, sm_err *err)
     J->secret = sm_xstrdup(cfg->secret ? cfg->secret : "");
     J->max_running = cfg->max_running ? cfg->max_running : 2;
     J->safety_days = cfg->safety_days;
+    J->min_free = cfg->min_free ? sm_xstrdup(cfg->min_free) : NULL;
+    J->on_done = cfg->on_done;
+    J->on_done_ud = cfg->on_done_ud;
     pthread_mutex_init(&J->mu, NULL);
     pthread_mutex_init(&J->catmu, NULL);
     pthread_cond_init(&J->work, NULL);
@@ -1286,6 +1317,7 @@ void jobs_stop(jobs *J)
     if (J->secret)
         sm_wipe(J->secret, strlen(J->secret));
     free(J->secret);
+    free(J->min_free);
     free(J->home);
     free(J);
 }

@@ -44,6 +44,13 @@ typedef struct jobs_config {
     const char *secret;       /* ENCRYPTION_SECRET (copied) */
     unsigned max_running;     /* global concurrency limit (default 2) */
     int safety_days;          /* 0: default */
+    const char *min_free;     /* free-space guard (ops_ctx.min_free); NULL: default */
+    /* Called once when a job has ended (after its "done" event), from the
+     * thread that ended it, with no lock held; state is jobs_get's plus
+     * "args" (the job's arguments), borrowed during the call. It must return
+     * quickly (queue the state); it may call jobs_submit. */
+    void (*on_done)(void *ud, const json_t *state);
+    void *on_done_ud;
 } jobs_config;
 
 typedef struct job_spec {
@@ -51,7 +58,10 @@ typedef struct job_spec {
     const char *project_id; /* the project it works on (import: the new project's id) */
     const char *backup_id;  /* restore, verify, export, delete */
     /* kind-specific arguments (borrowed):
-     *   backup:  {"type": "FULL"|..., "kind": "manual"|"scheduled"}
+     *   backup:  {"type": "FULL"|..., "kind": "manual"|"scheduled",
+     *             "scheduled_for": ISO slot, "retention": {"last", "daily",
+     *             "weekly", "monthly"} (scheduled: applied after a success;
+     *             the result then has {"retention": {"deleted", "bytes_freed"}})}
      *   restore: {"database": bool, "storage": bool, "config": bool, "to_project": str|null}
      *   verify:  {"restore_test": bool}
      *   export:  {"compression": "gzip"|"zstd"|"none", "passphrase": str|null,

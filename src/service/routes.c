@@ -979,19 +979,21 @@ static int h_jobs_list(http_req *rq, void *ud)
 
 /* ---- schedules ---- */
 
-static json_t *schedule_out(const json_t *doc, json_t *last)
+/* The schedule as the API shows it: the document (secret hidden), when it
+ * runs next, its last run, the recent runs and how the project stands
+ * (RPO, RTO, overdue). Takes last. */
+static json_t *schedule_out(svc *S, const char *pid, const json_t *doc, json_t *last)
 {
-    json_t *o = json_deep_copy(doc);
-    time_t next = schedule_next(doc, sm_now());
-    char buf[32];
+    json_t *o = schedule_public(doc), *runs = NULL;
+    json_t *st = scheduler_project_status(svc_catalog(S), pid, sm_now());
 
-    if (next) {
-        sm_time_iso(buf, sizeof(buf), next);
-        json_object_set_new(o, "next_run_at", json_string(buf));
-    } else {
-        json_object_set_new(o, "next_run_at", json_null());
-    }
+    json_object_set(o, "next_run_at", json_object_get(st, "next_run_at"));
     json_object_set_new(o, "last_run", last ? last : json_null());
+    if (catalog_schedule_runs(svc_catalog(S), pid, 20, &runs, NULL) < 0)
+        runs = json_array();
+    json_object_set_new(o, "runs", runs);
+    json_object_del(st, "next_run_at");
+    json_object_set_new(o, "status", st);
     return o;
 }
 
@@ -1013,7 +1015,7 @@ static int h_schedule_get(http_req *rq, void *ud)
     } else {
         if (r == 1)
             doc = schedule_default();
-        http_json(rq, 200, schedule_out(doc, last));
+        http_json(rq, 200, schedule_out(S, p->id, doc, last));
     }
     json_decref(doc);
     project_free(p);
@@ -1035,7 +1037,15 @@ static int h_schedule_put(http_req *rq, void *ud)
     body = http_body_json(rq, &answered);
     if (!body)
         goto out;
-    doc = schedule_validate(body, &err);
+    {
+        json_t *cur = NULL;
+        if (catalog_schedule_get(svc_catalog(S), p->id, &cur, NULL, &err) < 0) {
+            http_error_from(rq, &err);
+            goto out;
+        }
+        doc = schedule_validate(cur, body, &err);
+        json_decref(cur);
+    }
     if (!doc) {
         http_error(rq, 400, "invalid_request", "%s", err.msg);
         goto out;
@@ -1046,7 +1056,7 @@ static int h_schedule_put(http_req *rq, void *ud)
     }
     catalog_schedule_get(svc_catalog(S), p->id, &body, &last, NULL);
     json_decref(body);
-    http_json(rq, 200, schedule_out(doc, last));
+    http_json(rq, 200, schedule_out(S, p->id, doc, last));
 out:
     json_decref(doc);
     project_free(p);
@@ -1433,6 +1443,8 @@ static int h_health(http_req *rq, void *ud)
     if (store_ok)
         json_object_set_new(o, "store_free_bytes",
                             json_integer((json_int_t)((uint64_t)sv.f_bavail * sv.f_frsize)));
+    if (S->sched)
+        json_object_set_new(o, "scheduler", scheduler_status(S->sched));
     return http_json(rq, cat_ok && store_ok ? 200 : 503, o);
 }
 
@@ -1466,6 +1478,7 @@ static int h_metrics(http_req *rq, void *ud)
            "when each project's newest completed backup finished", "gauge");
     if (c && catalog_project_list(c, &ps, &np, NULL) == 0) {
         sm_buf dur = SM_BUF_INIT, size = SM_BUF_INIT, fails = SM_BUF_INIT;
+        sm_buf overdue = SM_BUF_INIT, rpos = SM_BUF_INIT, rtos = SM_BUF_INIT;
         for (size_t i = 0; i < np; i++) {
             backup_rec **v2 = NULL;
             size_t n2 = 0;
@@ -1493,6 +1506,20 @@ static int h_metrics(http_req *rq, void *ud)
             sm_buf_putf(&fails, "supamanager_backups_failed{project=\"%s\"} %u\n", ps[i]->id,
                         failed);
             backup_list_free(v2, n2);
+            {
+                json_t *st = scheduler_project_status(c, ps[i]->id, sm_now());
+                json_t *rpo = json_object_get(st, "rpo_s"), *rto = json_object_get(st, "rto_s");
+                if (json_is_true(json_object_get(st, "enabled")))
+                    sm_buf_putf(&overdue, "supamanager_backup_overdue{project=\"%s\"} %d\n",
+                                ps[i]->id, json_is_true(json_object_get(st, "overdue")));
+                if (json_is_integer(rpo))
+                    sm_buf_putf(&rpos, "supamanager_project_rpo_seconds{project=\"%s\"} %lld\n",
+                                ps[i]->id, (long long)json_integer_value(rpo));
+                if (json_is_number(rto))
+                    sm_buf_putf(&rtos, "supamanager_project_rto_seconds{project=\"%s\"} %.3f\n",
+                                ps[i]->id, json_number_value(rto));
+                json_decref(st);
+            }
         }
         metric(&b, "supamanager_backup_duration_seconds", "duration of the newest completed backup",
                "gauge");
@@ -1501,10 +1528,49 @@ static int h_metrics(http_req *rq, void *ud)
         sm_buf_puts(&b, sm_buf_str(&size));
         metric(&b, "supamanager_backups_failed", "failed backups recorded per project", "gauge");
         sm_buf_puts(&b, sm_buf_str(&fails));
+        metric(&b, "supamanager_backup_overdue",
+               "1 when a scheduled project's newest good backup is older than its schedule "
+               "promises (plus grace)",
+               "gauge");
+        sm_buf_puts(&b, sm_buf_str(&overdue));
+        metric(&b, "supamanager_project_rpo_seconds", "age of the newest restorable backup",
+               "gauge");
+        sm_buf_puts(&b, sm_buf_str(&rpos));
+        metric(&b, "supamanager_project_rto_seconds", "duration of the last restore test",
+               "gauge");
+        sm_buf_puts(&b, sm_buf_str(&rtos));
         sm_buf_release(&dur);
         sm_buf_release(&size);
         sm_buf_release(&fails);
+        sm_buf_release(&overdue);
+        sm_buf_release(&rpos);
+        sm_buf_release(&rtos);
         project_list_free(ps, np);
+    }
+    if (S->sched) {
+        json_t *ss = scheduler_status(S->sched);
+        metric(&b, "supamanager_schedule_runs_total", "scheduled runs since the service started",
+               "counter");
+        json_object_foreach(json_object_get(ss, "runs"), k, v)
+        sm_buf_putf(&b, "supamanager_schedule_runs_total{result=\"%s\"} %lld\n", k,
+                    (long long)json_integer_value(v));
+        json_decref(ss);
+    }
+    if (S->N) {
+        json_t *nm = notifier_metrics(S->N);
+        metric(&b, "supamanager_notifications_total", "notifications by channel and result",
+               "counter");
+        for (int ch = 0; ch < 2; ch++) {
+            const char *chn = ch ? "webhook" : "email";
+            json_t *x = json_object_get(nm, chn);
+            sm_buf_putf(&b, "supamanager_notifications_total{channel=\"%s\",result=\"sent\"} "
+                            "%lld\n",
+                        chn, (long long)json_integer_value(json_object_get(x, "sent")));
+            sm_buf_putf(&b, "supamanager_notifications_total{channel=\"%s\",result=\"failed\"} "
+                            "%lld\n",
+                        chn, (long long)json_integer_value(json_object_get(x, "failed")));
+        }
+        json_decref(nm);
     }
     rc = http_static(rq, 200, "text/plain; version=0.0.4", b.data ? b.data : (unsigned char *)"",
                      b.len);

@@ -10,7 +10,10 @@
 #include "core/util.h"
 #include "service/auth.h"
 #include "service/demo.h"
+#include "service/notify.h"
+#include "service/scheduler.h"
 
+#include <curl/curl.h>
 #include <getopt.h>
 #include <malloc.h>
 #include <signal.h>
@@ -110,7 +113,9 @@ int cmd_serve(int argc, char **argv)
     sigset_t set;
     uint64_t v;
     demo_info di;
-    int demo_on = 0;
+    int demo_on = 0, ncfg_on = 0;
+    notify_config ncfg;
+    scheduler_config scfg;
 
     memset(&S, 0, sizeof(S));
     memset(&di, 0, sizeof(di));
@@ -191,21 +196,40 @@ int cmd_serve(int argc, char **argv)
             goto fail;
         demo_on = 1;
     }
-    memset(&jc, 0, sizeof(jc));
-    jc.home = S.home;
-    jc.secret = S.enc_secret;
-    jc.max_running = 2;
-    if (sm_parse_u64(setting(cfg, "SUPAMANAGER_MAX_JOBS", "max_jobs", "2"), 64, &v) == 0 && v > 0)
-        jc.max_running = (unsigned)v;
-    if (jobs_start(&S.J, &jc, &err) < 0)
-        goto fail;
-
     /* block the signals before any thread starts, so all inherit the mask */
     sigemptyset(&set);
     sigaddset(&set, SIGTERM);
     sigaddset(&set, SIGINT);
     pthread_sigmask(SIG_BLOCK, &set, NULL);
     signal(SIGPIPE, SIG_IGN);
+
+    /* notifications, then the scheduler that sends them, then the jobs that
+     * report to it */
+    if (notify_config_load(&ncfg, json_object_get(cfg, "notifications"), &err) < 0)
+        goto fail;
+    ncfg_on = 1;
+    curl_global_init(CURL_GLOBAL_DEFAULT);
+    if (notifier_start(&S.N, &ncfg, &err) < 0)
+        goto fail;
+    memset(&scfg, 0, sizeof(scfg));
+    scfg.home = S.home;
+    scfg.N = S.N;
+    scfg.ncfg = &ncfg;
+    S.sched = scheduler_new(&scfg);
+
+    memset(&jc, 0, sizeof(jc));
+    jc.home = S.home;
+    jc.secret = S.enc_secret;
+    jc.max_running = 2;
+    if (sm_parse_u64(setting(cfg, "SUPAMANAGER_MAX_JOBS", "max_jobs", "2"), 64, &v) == 0 && v > 0)
+        jc.max_running = (unsigned)v;
+    jc.min_free = setting(cfg, "SUPAMANAGER_MIN_FREE", "min_free", NULL);
+    jc.on_done = scheduler_job_done;
+    jc.on_done_ud = S.sched;
+    if (jobs_start(&S.J, &jc, &err) < 0)
+        goto fail;
+    if (scheduler_start(S.sched, S.J, &err) < 0)
+        goto fail;
 
     memset(&hc, 0, sizeof(hc));
     hc.listen = listen;
@@ -237,7 +261,12 @@ fail:
     rc = cli_fail(&err);
 out:
     http_server_stop(hs);
+    scheduler_stop(S.sched);
     jobs_stop(S.J);
+    notifier_stop(S.N);
+    scheduler_free(S.sched);
+    if (ncfg_on)
+        notify_config_free(&ncfg);
     if (demo_on)
         demo_teardown(&di);
     json_decref(cfg);

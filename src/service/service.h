@@ -5,6 +5,8 @@
 #include "catalog/catalog.h"
 #include "service/http.h"
 #include "service/jobs.h"
+#include "service/notify.h"
+#include "service/scheduler.h"
 
 #include <pthread.h>
 #include <stdint.h>
@@ -20,6 +22,8 @@ typedef struct svc {
     uint64_t max_upload;
     long link_ttl;      /* download links: seconds (3600) */
     jobs *J;
+    scheduler *sched;
+    notifier *N;
     time_t started;
     pthread_key_t cat_key; /* one catalog connection per server thread */
 } svc;
