@@ -11,6 +11,7 @@
 #include "job/ops.h"
 #include "service/auth.h"
 #include "service/schedule.h"
+#include "service/ui.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -1590,6 +1591,9 @@ static const http_route routes[] = {
     {"GET", "/health", h_health, HTTP_PUBLIC},
     {"GET", "/metrics", h_metrics, HTTP_PUBLIC},
     {"GET", "/openapi.json", h_openapi, HTTP_PUBLIC},
+    /* the web UI (not part of the API: ui_* handlers, not in openapi.json) */
+    {"GET", "/", ui_index, HTTP_PUBLIC},
+    {"GET", "/ui/{file}", ui_asset, HTTP_PUBLIC},
     {"GET", "/platform/projects", h_projects_list, 0},
     {"POST", "/platform/projects", h_projects_create, 0},
     {"POST", "/platform/projects/import", h_import, HTTP_UPLOAD},
