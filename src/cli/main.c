@@ -5,6 +5,9 @@
 
 #include "core/log.h"
 
+#include <curl/curl.h>
+#include <libxml/parser.h>
+
 #include <stdio.h>
 #include <string.h>
 
@@ -46,6 +49,9 @@ int main(int argc, char **argv)
         return 2;
     }
     cmd = argv[1];
+    /* the libraries' global state, once (S3 store, notifications) */
+    curl_global_init(CURL_GLOBAL_DEFAULT);
+    xmlInitParser();
     if (!strcmp(cmd, "help") || !strcmp(cmd, "--help") || !strcmp(cmd, "-h")) {
         help();
         return 0;

@@ -1,4 +1,5 @@
 #include "store/store.intern.h"
+#include "store/s3.h"
 
 #include "core/mem.h"
 
@@ -34,9 +35,11 @@ int store_open(store **out, const char *location, sm_err *err)
         return sm_err_set(err, SM_E_USAGE, "no repository location given");
     if (!strncmp(location, "file://", 7))
         return store_local_open(out, location + 7, err);
+    if (!strncmp(location, "s3://", 5))
+        return store_s3_open(out, location, err);
     if (strstr(location, "://")) {
         sm_err_set(err, SM_E_USAGE, "unsupported store location '%s'", location);
-        return sm_err_hint(err, "Use a directory path (or file://PATH).");
+        return sm_err_hint(err, "Use a directory path (or file://PATH) or s3://BUCKET[/PREFIX].");
     }
     return store_local_open(out, location, err);
 }

@@ -29,8 +29,9 @@ typedef struct store store;
  * set by the callback when negative). */
 typedef int (*store_list_cb)(const char *key, uint64_t size, void *ud, sm_err *err);
 
-/* Opens a store from a location: a directory path (absolute or relative) or
- * "file://PATH". The directory need not exist yet (store_put creates it). */
+/* Opens a store from a location: a directory path (absolute or relative),
+ * "file://PATH", or "s3://BUCKET[/PREFIX][?settings]" (store/s3.h). The
+ * directory need not exist yet (store_put creates it); a bucket must. */
 int store_open(store **out, const char *location, sm_err *err);
 void store_free(store *st);
 
