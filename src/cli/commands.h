@@ -13,5 +13,7 @@ int cmd_restore(int argc, char **argv);
 int cmd_import(int argc, char **argv);
 int cmd_notify(int argc, char **argv);
 int cmd_schedule(int argc, char **argv);
+int cmd_store(int argc, char **argv);
+int cmd_repo_copy(int argc, char **argv);
 
 #endif

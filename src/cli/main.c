@@ -29,6 +29,7 @@ static void help(void)
           "  org      add | list;  member add ORG USER --role admin|member\n"
           "  serve    the HTTP API, job workers and scheduler (`supamanager serve --help`)\n"
           "  notify   test [--config FILE]: send a test e-mail and webhook now\n"
+          "  store    check PROJECT|LOCATION: write, read, list and delete a probe object\n"
           "  repo     the deduplicating, encrypted repository (init, backup, restore, ls,\n"
           "           verify, prune, stats, unlock, key); `supamanager repo help`\n"
           "  demo     run the main job on embedded defaults: create a repository, back up a\n"
@@ -82,5 +83,7 @@ int main(int argc, char **argv)
         return cmd_notify(argc - 1, argv + 1);
     if (!strcmp(cmd, "schedule"))
         return cmd_schedule(argc - 1, argv + 1);
+    if (!strcmp(cmd, "store"))
+        return cmd_store(argc - 1, argv + 1);
     return cli_usage("unknown command '%s'", cmd);
 }

@@ -7,6 +7,7 @@
 #include "core/mem.h"
 #include "core/util.h"
 #include "job/ops.h"
+#include "store/s3.h"
 
 #include <getopt.h>
 #include <stdio.h>
@@ -32,6 +33,9 @@ enum {
     P_YES,
     P_ROLE,
     P_CLEAR_CONFIG_FILES,
+    P_S3_ENDPOINT,
+    P_S3_REGION,
+    P_S3_CLASS,
 };
 
 static const struct option project_opts[] = {
@@ -47,6 +51,9 @@ static const struct option project_opts[] = {
     {"pause-cmd", required_argument, NULL, P_PAUSE},
     {"resume-cmd", required_argument, NULL, P_RESUME},
     {"store", required_argument, NULL, P_STORE},
+    {"s3-endpoint", required_argument, NULL, P_S3_ENDPOINT},
+    {"s3-region", required_argument, NULL, P_S3_REGION},
+    {"s3-storage-class", required_argument, NULL, P_S3_CLASS},
     {"no-check", no_argument, NULL, P_NO_CHECK},
     {"json", no_argument, NULL, P_JSON},
     {"purge", no_argument, NULL, P_PURGE},
@@ -62,6 +69,7 @@ static void set_str(char **dst, const char *v)
 
 typedef struct pflags {
     int no_check, json, purge, yes;
+    const char *s3_endpoint, *s3_region, *s3_class;
 } pflags;
 
 /* Applies project options to p; returns -1 on a usage error (printed). */
@@ -87,8 +95,25 @@ static int parse_project_opts(int argc, char **argv, project *p, pflags *f)
         case P_JSON: f->json = 1; break;
         case P_PURGE: f->purge = 1; break;
         case P_YES: f->yes = 1; break;
+        case P_S3_ENDPOINT: f->s3_endpoint = optarg; break;
+        case P_S3_REGION: f->s3_region = optarg; break;
+        case P_S3_CLASS: f->s3_class = optarg; break;
         default: cli_usage("unknown option for `project`"); return -1;
         }
+    }
+    if (p->store && !strncmp(p->store, "s3://", 5)) { /* fold the S3 flags into the location */
+        sm_err err = SM_ERR_INIT;
+        char *loc = NULL;
+        if (s3_location_build(&loc, p->store, f->s3_endpoint, f->s3_region, f->s3_class,
+                              &err) < 0) {
+            cli_fail(&err);
+            return -1;
+        }
+        free(p->store);
+        p->store = loc;
+    } else if (f->s3_endpoint || f->s3_region || f->s3_class) {
+        cli_usage("--s3-endpoint, --s3-region and --s3-storage-class need --store s3://BUCKET/PREFIX");
+        return -1;
     }
     if (p->config_dir && json_array_size(p->config_files) > 0) {
         cli_usage("--config-dir and --config-file exclude each other");
@@ -124,6 +149,8 @@ static void print_project(const project *p)
         printf("pause:        %s\n", p->pause_cmd);
     if (p->resume_cmd)
         printf("resume:       %s\n", p->resume_cmd);
+    if (p->store)
+        printf("store:        %s\n", p->store);
     printf("created:      %s\n", p->created_at);
     free(cfg);
     json_decref(j);
@@ -142,7 +169,8 @@ static int project_add(int argc, char **argv)
         project_free(p);
         return cli_usage("usage: supamanager project add ID --name N --db-url URL --storage-dir "
                          "DIR [--config-dir DIR | --config-file F ...] [--pgsodium-key F] "
-                         "[--org ORG] [--owner USER] [--pause-cmd CMD] [--resume-cmd CMD]");
+                         "[--org ORG] [--owner USER] [--pause-cmd CMD] [--resume-cmd CMD] [--store DIR|s3://BUCKET/PREFIX "
+                         "[--s3-endpoint URL] [--s3-region R] [--s3-storage-class C]]");
     }
     p->id = sm_xstrdup(argv[1]);
     optind = 2;

@@ -902,8 +902,11 @@ static void repo_help(void)
           "  stats    sizes, deduplication and compression\n"
           "  unlock   remove stale locks (--all: every lock)\n"
           "  key      list | add | change | remove ID\n"
+          "  copy     --from LOCATION --to LOCATION: copy a repository between stores (a\n"
+          "           directory, s3://BUCKET/PREFIX); resumable\n"
           "\n"
-          "The repository comes from --repo or SUPAMANAGER_REPO; the secret from\n"
+          "The repository comes from --repo or SUPAMANAGER_REPO (a directory, or\n"
+          "s3://BUCKET[/PREFIX][?endpoint=URL&region=R...]); the secret from\n"
           "ENCRYPTION_SECRET (or --secret-file FILE). Snapshots are named by id, a unique\n"
           "prefix of at least 6 hex digits, or 'latest'.\n",
           stdout);
@@ -937,5 +940,7 @@ int cmd_repo(int argc, char **argv)
         return repo_unlock_cmd(argc - 1, argv + 1);
     if (!strcmp(sub, "key"))
         return repo_key_cmd(argc - 1, argv + 1);
+    if (!strcmp(sub, "copy"))
+        return cmd_repo_copy(argc - 1, argv + 1);
     return cli_usage("unknown command `repo %s`", sub);
 }

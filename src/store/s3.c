@@ -554,6 +554,7 @@ typedef struct s3_call {
     const char *verb;   /* what we were doing, for messages: "write", "read", ... */
     const char *method; /* GET PUT POST DELETE HEAD */
     const char *object; /* full object name (prefix included); NULL for the bucket */
+    const char *subject; /* for messages when object is NULL (a listed prefix) */
     const char *query;  /* encoded and sorted, without '?'; NULL for none */
     const void *body;
     size_t len;
@@ -746,9 +747,9 @@ static void set_error(const s3_store *s, const s3_call *c, sm_err *err, const ch
     char what[512], detail[600];
     va_list ap;
 
-    if (c->object)
-        snprintf(what, sizeof(what), "cannot %s '%s' in S3 bucket '%s'", c->verb, c->object,
-                 s->cfg->bucket);
+    if (c->object || c->subject)
+        snprintf(what, sizeof(what), "cannot %s '%s' in S3 bucket '%s'", c->verb,
+                 c->object ? c->object : c->subject, s->cfg->bucket);
     else
         snprintf(what, sizeof(what), "cannot %s S3 bucket '%s'", c->verb, s->cfg->bucket);
     va_start(ap, fmt);
@@ -1260,7 +1261,7 @@ static int s3_list(store *st, const char *prefix, store_list_cb cb, void *ud, sm
         token = NULL;
         c.verb = "list";
         c.method = "GET";
-        c.object = NULL;
+        c.subject = full;
         c.query = sm_buf_str(&q);
         c.out = &body;
         c.out_max = S3_LIST_MAX;
@@ -1352,7 +1353,8 @@ static int s3_cleanup(store *st, unsigned *removed, sm_err *err)
     sm_buf_puts(&q, "prefix=");
     pct_encode(&q, s->cfg->prefix, NULL);
     sm_buf_puts(&q, "&uploads=");
-    c.verb = "list the unfinished uploads in";
+    c.verb = "list the unfinished uploads under";
+    c.subject = s->cfg->prefix;
     c.method = "GET";
     c.query = sm_buf_str(&q);
     c.out = &body;
