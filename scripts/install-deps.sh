@@ -15,6 +15,7 @@ test_pkgs=(python3 procps psmisc util-linux curl python3-aiosmtpd
 want=("${build_pkgs[@]}" "${run_pkgs[@]}")
 if [ "${1:-}" = "--test" ]; then
   want+=("${test_pkgs[@]}")
+  bash "$(dirname "$0")/install-ui-deps.sh" # chromium, Node.js, playwright-core (web UI tests)
 fi
 
 # s3rver (npm, pinned) for the S3 tests, in the source tree (tests/s3/node_modules)

@@ -873,14 +873,17 @@ async function backupsView(main, params, query) {
     const close = button('Close', { class: 'btn', 'data-autofocus': true, onclick: () => d.close() });
     d.foot.replaceChildren(h('span', { class: 'muted small', id: 'restore-bg' }, 'Closing this keeps the restore running; its progress stays on the page.'), close);
     close.focus();
+    // the phases of a restore job; the safety backup reports its own (dump, database, ...)
+    let reached = 0;
     const stepOf = phase => {
       phase = phase || '';
-      if (/^safety/.test(phase)) return 0;
-      if (/^pause/.test(phase)) return 2;
-      if (/^swap/.test(phase)) return 3;
-      if (/^resume/.test(phase)) return 4;
-      if (phase) return 1;
-      return 0;
+      let i = 0;
+      if (/^(stage|restore|verify)/.test(phase)) i = 1;
+      else if (/^pause/.test(phase)) i = 2;
+      else if (/^swap/.test(phase)) i = 3;
+      else if (/^resume/.test(phase)) i = 4;
+      reached = Math.max(reached, i);
+      return reached;
     };
     const un = follow(`/platform/jobs/${encodeURIComponent(jobId)}/events`, (ev, st) => {
       if (ev === 'error') {
@@ -1447,7 +1450,7 @@ async function render(focusHeading) {
 
 function reportError(e) {
   // a bug in the page: keep it visible to people and to the browser tests
-  console.warn('supamanager ui:', e && e.message ? e.message : e);
+  console.error('supamanager ui:', e && e.message ? e.message : e);
 }
 
 function start() {

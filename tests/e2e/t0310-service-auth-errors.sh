@@ -117,6 +117,8 @@ routes = [
     ("PUBLIC", "/health", None, dict(service=200, owner=200, admin=200, member=200, stranger=200)),
     ("PUBLIC", "/metrics", None, dict(service=200, owner=200, admin=200, member=200, stranger=200)),
     ("PUBLIC", "/openapi.json", None, dict(service=200, owner=200, admin=200, member=200, stranger=200)),
+    ("PUBLIC", "/", None, dict(service=200, owner=200, admin=200, member=200, stranger=200)),
+    ("PUBLIC", "/ui/app.js", None, dict(service=200, owner=200, admin=200, member=200, stranger=200)),
 ]
 checked = 0
 for method, path, body, rule in routes:
@@ -143,7 +145,7 @@ for method, path, body, rule in routes:
             check(hdr.get("www-authenticate", "").startswith("Bearer"), "401 without WWW-Authenticate: %s %s as %s %s" % (method, pth, name, hdr))
         checked += 1
 wait_idle()
-served = set(re.findall(r'\{"(GET|POST|PUT|DELETE)", "([^"]+)", h_', open(os.environ["SOURCE_ROOT"] + "/src/service/routes.c").read()))
+served = set(re.findall(r'\{"(GET|POST|PUT|DELETE)", "([^"]+)", (?:h|ui)_', open(os.environ["SOURCE_ROOT"] + "/src/service/routes.c").read()))
 check(len(routes) == len(served), "the matrix covers %d routes, the server has %d" % (len(routes), len(served)))
 # a stranger's project list is empty; a member sees it read-only
 st, doc, _, _ = Api(port, who["stranger"]).get("/platform/projects")

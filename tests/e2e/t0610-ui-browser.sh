@@ -1,0 +1,39 @@
+#!/bin/bash
+# The web UI in a real browser (Debian's chromium, headless, driven by
+# playwright-core from tests/ui) against a real `supamanager serve` and a real
+# PostgreSQL: sign-in (bad, expired and forged tokens explained), the projects
+# list, the Backups page, a backup created from the UI whose progress bar
+# survives a reload and reaches 100 %, a download that is an archive with
+# database.dump, a restore of the database only (the database comes back, the
+# storage stays as it is), the schedule with its next run and the server's
+# message beside a bad field, delete, export, import with upload progress, the
+# chart, the dialogs' focus trap, and a stranger who sees no project. Any
+# console error fails it. Screenshots of every screen at desktop and phone
+# widths go to $BUILD_ROOT/ui-screenshots/.
+. "$(dirname "$0")/lib.sh"
+. "$(dirname "$0")/lib_project.sh"
+
+UI=$SOURCE_ROOT/tests/ui
+CHROMIUM=${CHROMIUM:-/usr/bin/chromium}
+command -v node >/dev/null || fail "node is missing: run scripts/install-deps.sh --test"
+[ -x "$CHROMIUM" ] || fail "$CHROMIUM is missing: run scripts/install-deps.sh --test"
+[ -d "$UI/node_modules/playwright-core" ] || fail "playwright-core is missing in $UI/node_modules: run scripts/install-deps.sh --test"
+
+start_cluster src source
+make_project_files "$T/p"
+export JWT_SECRET=e2e-jwt-secret-0123456789abcdef
+sm project add abc123 --name "My App" --db-url "$(pg_url "$PORT" proj)" --storage-dir "$T/p/storage" \
+  --config-dir "$T/p/config" --owner user-owner 2>/dev/null || fail "project add"
+API=$(pg_free_port)
+"$SM" serve --listen "127.0.0.1:$API" >"$T/serve.out" 2>"$T/serve.log" &
+DAEMON=$!
+on_exit "kill $DAEMON 2>/dev/null; wait $DAEMON 2>/dev/null"
+for i in $(seq 1 100); do curl -sf "http://127.0.0.1:$API/health" >/dev/null && break; sleep 0.1; done
+curl -sf "http://127.0.0.1:$API/health" >/dev/null || fail "the service did not start: $(tail -5 "$T/serve.log")"
+
+SHOTS=${BUILD_ROOT:-$T}/ui-screenshots
+mkdir -p "$SHOTS" || fail "cannot make $SHOTS"
+URL="http://127.0.0.1:$API/" PGPORT=$PORT PGUSER=$PG_SUPERUSER PROJECT_DIR="$T/p" SHOTS=$SHOTS T=$T \
+  SERVICE_LOG="$T/serve.log" CHROMIUM=$CHROMIUM \
+  node "$UI/ui-test.mjs" || fail "browser checks (service log: $T/serve.log)"
+stop_service "$DAEMON" "$T/serve.log"
