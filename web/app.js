@@ -1268,7 +1268,7 @@ async function scheduleView(main, params) {
     frequency: h('select', { id: 'sch-frequency', name: 'frequency' },
       h('option', { value: 'hourly' }, 'Hourly'), h('option', { value: 'daily' }, 'Daily'), h('option', { value: 'weekly' }, 'Weekly (Sunday)')),
     time: h('input', { type: 'text', id: 'sch-time', name: 'time', inputmode: 'numeric', autocomplete: 'off', placeholder: 'HH:MM', maxlength: '5' }),
-    type: h('select', { id: 'sch-type', name: 'type' }, TYPE_OPTIONS.map(([v, t]) => h('option', { value: v }, t.replace(/ \(.*/, v === 'FULL' ? ' backup' : '')))),
+    type: h('select', { id: 'sch-type', name: 'type' }, TYPE_OPTIONS.map(([v, t]) => h('option', { value: v }, t.replace(/ \(.*/, '')))),
     retention: h('input', { type: 'number', id: 'sch-retention', name: 'retention', min: '1', max: '1000', step: '1' }),
     keep_daily: h('input', { type: 'number', id: 'sch-keep_daily', name: 'keep_daily', min: '0', max: '1000' }),
     keep_weekly: h('input', { type: 'number', id: 'sch-keep_weekly', name: 'keep_weekly', min: '0', max: '1000' }),

@@ -239,12 +239,13 @@ int cmd_serve(int argc, char **argv)
     if (http_server_start(&hs, &hc, svc_routes(), &S, &err) < 0)
         goto fail;
     sm_log(SM_LOG_INFO, "listening on %s (home %s)", listen, S.home);
-    printf("SupaManager Backup is listening on %s\n", S.public_url);
+    printf("SupaManager Backup is listening on %s (web UI: %s/)\n", S.public_url, S.public_url);
     if (demo) {
         char *tok = auth_sign(S.jwt_secret, "service_role", NULL, time(NULL), 30L * 86400, &err);
         printf("demo project '%s' (database %s, storage %s)\n", di.project_id, di.db_url,
                di.storage_dir);
-        printf("sign in with this service-role token (valid 30 days):\n%s\n", tok ? tok : "?");
+        printf("sign in to the web UI with this service-role token (valid 30 days):\n%s\n",
+               tok ? tok : "?");
         printf("try: curl -H 'Authorization: Bearer %s' %s/platform/projects/%s/backups\n",
                tok ? tok : "?", S.public_url, di.project_id);
         free(tok);

@@ -60,3 +60,15 @@ same_fingerprints() { # A B what
     fi
   done
 }
+
+# start_service [ARGS...]: `supamanager serve ARGS` on a free port in the background, its
+# output in $T/serve.out and $T/serve.log; sets API (the port) and DAEMON (the pid), waits
+# until /health answers, and kills it at exit (stop_service stops it and checks the exit)
+start_service() {
+  API=$(pg_free_port) || fail "no free port"
+  "$SM" serve --listen "127.0.0.1:$API" "$@" >"$T/serve.out" 2>"$T/serve.log" &
+  DAEMON=$!
+  on_exit "kill $DAEMON 2>/dev/null; wait $DAEMON 2>/dev/null"
+  for _ in $(seq 1 100); do curl -sf "http://127.0.0.1:$API/health" >/dev/null && return 0; sleep 0.1; done
+  fail "the service did not start: $(tail -5 "$T/serve.log")"
+}

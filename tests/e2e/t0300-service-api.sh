@@ -14,12 +14,7 @@ make_project_files "$T/p"
 export JWT_SECRET=e2e-jwt-secret-0123456789abcdef
 sm project add abc123 --name "My App" --db-url "$(pg_url "$PORT" proj)" --storage-dir "$T/p/storage" \
   --config-dir "$T/p/config" --owner user-owner 2>/dev/null || fail "project add"
-API=$(pg_free_port)
-"$SM" serve --listen "127.0.0.1:$API" >"$T/serve.out" 2>"$T/serve.log" &
-DAEMON=$!
-on_exit "kill $DAEMON 2>/dev/null; wait $DAEMON 2>/dev/null"
-for i in $(seq 1 100); do curl -sf "http://127.0.0.1:$API/health" >/dev/null && break; sleep 0.1; done
-curl -sf "http://127.0.0.1:$API/health" >/dev/null || fail "the service did not start: $(tail -5 "$T/serve.log")"
+start_service
 
 PYTHONPATH="$(dirname "$0")" API=$API PGPORT_SRC=$PORT T=$T SOURCE_ROOT=$SOURCE_ROOT /usr/bin/python3 - <<'PY' || fail "API checks (service log: $T/serve.log)"
 import json, os, re, subprocess, sys, tarfile, time, urllib.parse

@@ -85,10 +85,63 @@ async function shot(page, name) {
     await page.setViewportSize(size);
     await page.evaluate(() => window.scrollTo(0, 0));
     await page.waitForTimeout(200); // let the chart redraw at the new width (cosmetic only)
+    if (label === 'desktop') await checkContrast(page, name);
     const file = path.join(SHOTS, `${name}-${label}.png`);
     await page.screenshot({ path: file, fullPage: true });
     shots.push(file);
   }
+}
+
+/* WCAG contrast of every visible text on the page (not disabled controls, not the
+ * chart's SVG): at least 4.5:1, or 3:1 for large text. Backgrounds with alpha are
+ * blended over what is under them. Returns the failures. */
+function lowContrast(page) {
+  return page.evaluate(() => {
+    const parse = c => {
+      const m = /rgba?\(([^)]+)\)/.exec(c || '');
+      if (!m) return null;
+      const v = m[1].split(/[\s,/]+/).filter(Boolean).map(Number);
+      return [v[0], v[1], v[2], v.length > 3 ? v[3] : 1];
+    };
+    const blend = (top, under) => [0, 1, 2].map(i => top[i] * top[3] + under[i] * (1 - top[3])).concat(1);
+    const lum = c => {
+      const f = x => { x /= 255; return x <= 0.03928 ? x / 12.92 : Math.pow((x + 0.055) / 1.055, 2.4); };
+      return 0.2126 * f(c[0]) + 0.7152 * f(c[1]) + 0.0722 * f(c[2]);
+    };
+    const background = el => {
+      const layers = [];
+      for (let e = el; e; e = e.parentElement) {
+        const c = parse(getComputedStyle(e).backgroundColor);
+        if (c && c[3] > 0) { layers.push(c); if (c[3] >= 1) break; }
+      }
+      let col = [255, 255, 255, 1];
+      for (let i = layers.length - 1; i >= 0; i--) col = blend(layers[i], col);
+      return col;
+    };
+    const bad = [];
+    for (const el of document.querySelectorAll('body *')) {
+      if (el.closest('svg, :disabled, [aria-disabled=true], [aria-hidden=true], .visually-hidden, [hidden]')) continue; // decoration, disabled
+      if (!Array.from(el.childNodes).some(n => n.nodeType === 3 && n.textContent.trim())) continue;
+      if (!el.getClientRects().length) continue;
+      let faded = false;
+      for (let e = el; e; e = e.parentElement) if (Number(getComputedStyle(e).opacity) < 1) faded = true;
+      const cs = getComputedStyle(el);
+      if (faded || cs.visibility !== 'visible') continue;
+      const bg = background(el);
+      let fg = parse(cs.color);
+      if (fg[3] < 1) fg = blend(fg, bg);
+      const [a, b] = [lum(fg), lum(bg)].sort((x, y) => y - x);
+      const ratio = (a + 0.05) / (b + 0.05);
+      const size = parseFloat(cs.fontSize), bold = Number(cs.fontWeight) >= 700;
+      const need = size >= 24 || (bold && size >= 18.66) ? 3 : 4.5;
+      if (ratio < need) bad.push(`'${el.textContent.trim().slice(0, 40)}' ${ratio.toFixed(2)}:1 (${cs.color} on rgb(${bg.slice(0, 3).map(Math.round)}))`);
+    }
+    return bad;
+  });
+}
+const contrastFailures = [];
+async function checkContrast(page, screen) {
+  for (const b of await lowContrast(page)) contrastFailures.push(`${screen}: ${b}`);
 }
 
 /* Console errors and page errors fail the run. The only exceptions are the
@@ -407,6 +460,9 @@ try {
   check(/unknown project/.test(await p2.textContent('main')), 'a stranger cannot open the project');
   await ctx2.close();
   ok('a stranger\'s token sees no projects and cannot open one');
+
+  check(!contrastFailures.length, `text below the WCAG contrast minimum:\n  ${contrastFailures.join('\n  ')}`);
+  ok(`every text on the ${shots.length / 2} screens meets the WCAG AA contrast minimum`);
 
   // ---- the token never reached a log or a URL ----
   const log = fs.readFileSync(env('SERVICE_LOG'), 'utf8');
