@@ -867,8 +867,9 @@ async function backupsView(main, params, query) {
     const steps = ['Safety backup', 'Restore beside the live data', 'Pause', 'Swap', 'Resume', 'Done'];
     const stepEls = steps.map(s => h('li', {}, s));
     const result = h('div', { role: 'status', 'aria-live': 'polite' });
+    const lead = h('p', {}, `Restoring ${what.join(', ')} of project ${p.name || pid} from ${b.id}.`);
     d.body.replaceChildren(
-      h('p', {}, `Restoring ${what.join(', ')} of project ${p.name || pid} from ${b.id}.`),
+      lead,
       w.el, h('ol', { class: 'steps', 'aria-label': 'Steps' }, stepEls), result);
     const close = button('Close', { class: 'btn', 'data-autofocus': true, onclick: () => d.close() });
     d.foot.replaceChildren(h('span', { class: 'muted small', id: 'restore-bg' }, 'Closing this keeps the restore running; its progress stays on the page.'), close);
@@ -897,6 +898,7 @@ async function backupsView(main, params, query) {
         $('#restore-bg', d.foot) && $('#restore-bg', d.foot).remove();
         if (st.status === 'COMPLETED') {
           d.setTitle('Restore completed');
+          lead.textContent = `Restored ${what.join(', ')} of project ${p.name || pid} from ${b.id}.`;
           result.replaceChildren(h('div', { class: 'notice notice-ok', id: 'restore-result' },
             h('strong', {}, '✓ Restore completed. '),
             `The project's ${what.join(', ')} now hold${what.length === 1 && what[0] !== 'storage files' ? 's' : ''} the data of ${b.id} (${fmtUtc(b.created_at)}). ` +

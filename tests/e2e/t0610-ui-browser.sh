@@ -7,7 +7,8 @@
 # database.dump, a restore of the database only (the database comes back, the
 # storage stays as it is), the schedule with its next run and the server's
 # message beside a bad field, delete, export, import with upload progress, the
-# chart, the dialogs' focus trap, and a stranger who sees no project. Any
+# chart, the dialogs' focus trap, a member who may only look, and a stranger who sees
+# no project. Any
 # console error fails it. Screenshots of every screen at desktop and phone
 # widths go to $BUILD_ROOT/ui-screenshots/.
 . "$(dirname "$0")/lib.sh"
@@ -22,12 +23,14 @@ command -v node >/dev/null || fail "node is missing: run scripts/install-deps.sh
 start_cluster src source
 make_project_files "$T/p"
 export JWT_SECRET=e2e-jwt-secret-0123456789abcdef
+sm org add acme --name Acme 2>/dev/null && sm member add acme user-member --role member 2>/dev/null ||
+  fail "org setup"
 sm project add abc123 --name "My App" --db-url "$(pg_url "$PORT" proj)" --storage-dir "$T/p/storage" \
-  --config-dir "$T/p/config" --owner user-owner 2>/dev/null || fail "project add"
+  --config-dir "$T/p/config" --org acme --owner user-owner 2>/dev/null || fail "project add"
 start_service
 
 SHOTS=${BUILD_ROOT:-$T}/ui-screenshots
-mkdir -p "$SHOTS" || fail "cannot make $SHOTS"
+rm -rf "$SHOTS" && mkdir -p "$SHOTS" || fail "cannot make $SHOTS"
 URL="http://127.0.0.1:$API/" PGPORT=$PORT PGUSER=$PG_SUPERUSER PROJECT_DIR="$T/p" SHOTS=$SHOTS T=$T \
   SERVICE_LOG="$T/serve.log" CHROMIUM=$CHROMIUM \
   node "$UI/ui-test.mjs" || fail "browser checks (service log: $T/serve.log)"

@@ -37,6 +37,7 @@ const tokens = {
   service: jwt({ role: 'service_role' }),
   owner: jwt({ role: 'authenticated', sub: 'user-owner' }),
   stranger: jwt({ role: 'authenticated', sub: 'user-stranger' }),
+  member: jwt({ role: 'authenticated', sub: 'user-member' }),
   expired: jwt({ role: 'authenticated', sub: 'user-owner', exp: Math.floor(Date.now() / 1000) - 120 }),
   forged: jwt({ role: 'service_role' }, 'not-the-secret-of-this-service'),
 };
@@ -254,6 +255,14 @@ try {
   await page.waitForSelector('tr[data-status=CREATING] [role=progressbar]');
   const bid = await page.getAttribute('tr[data-status=CREATING]', 'data-id');
   await shot(page, '06-backup-progress');
+  expectStatus(409, `/projects/${PID}/backups`);
+  await page.click('.toolbar button:has-text("Create backup")');
+  await page.click('dialog[open] button:has-text("Create")');
+  await page.waitForSelector('dialog[open] .notice-error');
+  const busy = await page.textContent('dialog[open] .notice-error');
+  check(/The backup was not started: .*busy/.test(busy), `a second backup meanwhile: ${busy}`);
+  await page.click('dialog[open] button:has-text("Cancel")');
+  expected = [];
   await page.reload();
   await page.waitForSelector(`tr[data-id="${bid}"][data-status=CREATING] [role=progressbar]`);
   check(/dump|database|storage|config|backup|waiting/.test(await page.textContent(`tr[data-id="${bid}"] .phase`)), 'a phase is shown');
@@ -380,6 +389,48 @@ try {
   check(/^Total: 1 backup/.test(await page.textContent('#totals')), 'one backup left');
   ok('Delete asks first (Cancel keeps it), then deletes');
 
+  // ---- a backup that fails shows the service's message ----
+  const storage = path.join(PROJECT_DIR, 'storage');
+  fs.renameSync(storage, storage + '.away');
+  try {
+    await page.click('.toolbar button:has-text("Create backup")');
+    await page.selectOption('#create-type', 'STORAGE');
+    await page.click('dialog[open] button:has-text("Create")');
+    await page.waitForSelector('tr[data-status=FAILED] .err-line', { timeout: 120000 });
+  } finally {
+    fs.renameSync(storage + '.away', storage);
+  }
+  const failedRow = await page.textContent('tr[data-status=FAILED]');
+  check(/Failed/.test(failedRow) && /storage directory '.*' is missing/.test(failedRow) && !/Download/.test(failedRow), `failed row: ${failedRow}`);
+  await page.waitForFunction(() => /failed: storage directory/.test(document.querySelector('#toasts').textContent));
+  ok('a backup that fails is listed as Failed with the service\'s message (and a notice), without Restore or Download');
+
+  // ---- paging through hundreds of backups (list answers made by the test) ----
+  const many = 260;
+  const fake = i => ({ id: `backup_${PID}_2026${String(1000000 + i)}`, created_at: new Date(Date.now() - i * 3600e3).toISOString(),
+    type: 'FULL', status: 'COMPLETED', size: 1e6 + i, duration_s: 2, kind: 'scheduled', checksums: {} });
+  const asked = [];
+  await page.route(`**/platform/projects/${PID}/backups?*`, r => {
+    const u = new URL(r.request().url());
+    const limit = Number(u.searchParams.get('limit')), offset = Number(u.searchParams.get('offset'));
+    asked.push(offset);
+    const backups = [];
+    for (let i = offset; i < Math.min(many, offset + limit); i++) backups.push(fake(i));
+    r.fulfill({ json: { backups, total_count: many, total_size: many * 1e6 } });
+  });
+  await page.reload();
+  await page.waitForSelector('nav.pager');
+  check(/Page 1 of 11/.test(await page.textContent('nav.pager')) && await page.$$eval('#backups tbody tr', r => r.length) === 25, 'page 1 of 11');
+  check(/^Total: 260 backups \| 260 MB$/.test(await page.textContent('#totals')), `totals: ${await page.textContent('#totals')}`);
+  await page.click('nav.pager button:has-text("Next")');
+  await page.waitForFunction(() => /Page 2 of 11/.test(document.querySelector('nav.pager').textContent));
+  check(await page.isVisible(`tr[data-id="${fake(25).id}"]`) && asked.includes(25) && page.url().endsWith('?page=2'), 'page 2 shows backups 26 to 50');
+  await shot(page, '15-paging');
+  await page.unroute(`**/platform/projects/${PID}/backups?*`);
+  await page.goto(URL_ + `#/projects/${PID}`);
+  await page.waitForSelector('#totals');
+  ok('hundreds of backups are paged 25 at a time (Page 1 of 11, Next asks for offset 25)');
+
   // ---- PITR window: shown when the API offers it (answers mocked here: the
   // endpoint is not part of this service yet), hidden when it does not ----
   let pitrBody = null;
@@ -404,7 +455,7 @@ try {
   const target = new Date(latest.getTime() - 3600e3);
   const local = target.toISOString().slice(0, 16);
   await page.fill('#pitr-time', local);
-  await shot(page, '15-pitr');
+  await shot(page, '16-pitr');
   await page.click('#pitr button:has-text("Restore to this time")');
   await page.waitForSelector('dialog[open] button:has-text("Restore Project")');
   await page.click('dialog[open] button:has-text("Restore Project")');
@@ -440,10 +491,30 @@ try {
   check(/Imported/.test(await page.textContent('#import-result')), `import: ${await page.textContent('#import-result')}`);
   check(await page.evaluate(() => window.__bars['Upload progress']) === 100, 'the upload bar reached 100 %');
   check(psql('imported', 'SELECT count(*) FROM public.comments') === '5000', 'the imported database');
-  await shot(page, '16-import');
+  await shot(page, '17-import');
   await page.click('dialog[open] a:has-text("Imported App")');
   await page.waitForSelector('#totals, .empty h3');
   ok('Import uploads with a progress bar and creates the project');
+
+  // ---- a member of the project's organization may look, not change ----
+  {
+    const ctx3 = await browser.newContext({ viewport: DESKTOP });
+    const p3 = await ctx3.newPage();
+    watch(p3, 'member');
+    await p3.goto(URL_);
+    await p3.fill('#token', tokens.member);
+    await p3.click('form button[type=submit]');
+    await p3.waitForSelector('a.row-link');
+    check(/View only/.test(await p3.textContent('table.data')), 'the member sees the project as view only');
+    await p3.click('a.row-link');
+    await p3.waitForSelector('#totals');
+    check(await p3.isDisabled('.toolbar button:has-text("Create backup")') && await p3.isDisabled('#backups button:has-text("Restore") >> nth=0') &&
+      await p3.isDisabled('#backups button:has-text("Delete") >> nth=0'), 'the member cannot create, restore or delete');
+    check(/may view this project's backups but not change them/.test(await p3.textContent('main')), 'and is told so');
+    await shot(p3, '19-backups-member');
+    await ctx3.close();
+    ok('a member of the organization sees the backups read-only (buttons disabled, and says why)');
+  }
 
   // ---- a stranger sees no project ----
   const ctx2 = await browser.newContext({ viewport: DESKTOP });
@@ -454,7 +525,7 @@ try {
   await p2.click('form button[type=submit]');
   await p2.waitForSelector('.empty h3');
   check(/No projects/.test(await p2.textContent('.empty')) && !(await p2.isVisible('a.row-link')), 'stranger');
-  await shot(p2, '17-projects-stranger');
+  await shot(p2, '18-projects-stranger');
   await p2.goto(URL_ + `#/projects/${PID}`);
   await p2.waitForSelector('.notice-error');
   check(/unknown project/.test(await p2.textContent('main')), 'a stranger cannot open the project');
