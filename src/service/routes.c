@@ -12,6 +12,7 @@
 #include "service/auth.h"
 #include "service/schedule.h"
 #include "service/ui.h"
+#include "store/s3.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -294,6 +295,75 @@ static int h_project_get(http_req *rq, void *ud)
     return http_json(rq, 200, j);
 }
 
+/* The store settings of a project from a request body: "store" (a directory or
+ * s3://BUCKET/PREFIX) and s3_endpoint, s3_region, s3_storage_class folded into
+ * it. 0, or -1 with err set (a usage error: 400). */
+static int store_fields(const json_t *body, project *p, sm_err *err)
+{
+    const json_t *v;
+    const char *f[4] = {"store", "s3_endpoint", "s3_region", "s3_storage_class"}, *s[4] = {0};
+    char *loc = NULL;
+
+    for (int i = 0; i < 4; i++) {
+        v = json_object_get(body, f[i]);
+        if (v && !json_is_null(v) && !json_is_string(v))
+            return sm_err_set(err, SM_E_INVALID, "'%s' must be a string", f[i]);
+        s[i] = json_string_value(v);
+    }
+    if (s[0]) {
+        free(p->store);
+        p->store = *s[0] ? sm_xstrdup(s[0]) : NULL;
+    }
+    if (s3_location_build(&loc, p->store, s[1], s[2], s[3], err) < 0) {
+        err->code = SM_E_INVALID;
+        return -1;
+    }
+    free(p->store);
+    p->store = loc;
+    return 0;
+}
+
+/* PATCH /platform/projects/{id}: changes the store settings of a project
+ * (the fields of store_fields; no others). */
+static int h_project_patch(http_req *rq, void *ud)
+{
+    svc *S = ud;
+    auth_identity id;
+    project *p = NULL;
+    json_t *body, *j;
+    const char *k;
+    json_t *v;
+    int answered = 0;
+    sm_err err = SM_ERR_INIT;
+
+    if (authn(rq, S, &id) < 0 ||
+        load_project(rq, S, &id, http_param(rq, "id"), AUTH_MANAGE, &p) < 0)
+        return 0;
+    body = http_body_json(rq, &answered);
+    if (!body) {
+        project_free(p);
+        return 0;
+    }
+    json_object_foreach(body, k, v)
+    {
+        if (strcmp(k, "store") && strcmp(k, "s3_endpoint") && strcmp(k, "s3_region") &&
+            strcmp(k, "s3_storage_class")) {
+            project_free(p);
+            return http_error(rq, 400, "invalid_request",
+                              "'%s' cannot be changed here: only store, s3_endpoint, s3_region "
+                              "and s3_storage_class", k);
+        }
+    }
+    if (store_fields(body, p, &err) < 0 || catalog_project_update(need_cat(rq, S), p, &err) < 0) {
+        project_free(p);
+        return http_error_from(rq, &err);
+    }
+    j = project_json(p, 0);
+    json_object_set_new(j, "ref", json_string(p->id));
+    project_free(p);
+    return http_json(rq, 200, j);
+}
+
 static int h_projects_create(http_req *rq, void *ud)
 {
     svc *S = ud;
@@ -328,6 +398,10 @@ static int h_projects_create(http_req *rq, void *ud)
     OPT_STR(pause_cmd, "pause_cmd")
     OPT_STR(resume_cmd, "resume_cmd")
 #undef OPT_STR
+    if (!bad && store_fields(body, p, &err) < 0) {
+        project_free(p);
+        return http_error_from(rq, &err);
+    }
     cf = json_object_get(body, "config_files");
     if (cf && !json_is_null(cf)) {
         size_t i;
@@ -1598,6 +1672,7 @@ static const http_route routes[] = {
     {"POST", "/platform/projects", h_projects_create, 0},
     {"POST", "/platform/projects/import", h_import, HTTP_UPLOAD},
     {"GET", "/platform/projects/{id}", h_project_get, 0},
+    {"PATCH", "/platform/projects/{id}", h_project_patch, 0},
     {"GET", "/platform/projects/{id}/backups", h_backups_list, 0},
     {"POST", "/platform/projects/{id}/backups", h_backup_create, 0},
     {"GET", "/platform/projects/{id}/backups/{backupID}", h_backup_get, 0},

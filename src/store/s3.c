@@ -1218,10 +1218,25 @@ static int s3_stat(store *st, const char *key, uint64_t *size, sm_err *err)
     c.method = "HEAD";
     c.object = obj;
     if (s3_perform(s, &c, &e) < 0) {
-        if (e.code == SM_E_NOTFOUND)
+        if (e.code == SM_E_NOTFOUND) {
             rc = 1;
-        else
-            rc = -1, sm_err_copy(err, &e);
+        } else {
+            /* a HEAD answer has no body, so no error code: ask again with a
+             * one-byte GET to tell the user which refusal it is */
+            s3_call g = {0};
+            sm_err ge = SM_ERR_INIT;
+            g.verb = "look up";
+            g.method = "GET";
+            g.object = obj;
+            g.range = 1;
+            g.rlen = 1;
+            g.out_max = S3_ERRBODY_MAX;
+            if (c.status >= 400 && c.status < 500 && s3_perform(s, &g, &ge) < 0 &&
+                g.status == c.status)
+                sm_err_copy(&e, &ge);
+            rc = -1;
+            sm_err_copy(err, &e);
+        }
     } else if (size) {
         *size = c.clen >= 0 ? (uint64_t)c.clen : 0;
     }

@@ -292,8 +292,10 @@ int store_copy(store *src, store *dst, unsigned parallel, store_copy_cb cb, void
         return -1;
     if (store_list(src, "", collect, &sl, err) < 0 || store_list(dst, "", collect, &dl, err) < 0)
         goto out;
-    qsort(sl.v, sl.n, sizeof(obj), obj_cmp);
-    qsort(dl.v, dl.n, sizeof(obj), obj_cmp);
+    if (sl.n > 1)
+        qsort(sl.v, sl.n, sizeof(obj), obj_cmp);
+    if (dl.n > 1)
+        qsort(dl.v, dl.n, sizeof(obj), obj_cmp);
     cr.src = src;
     cr.dst = dst;
     cr.dl = &dl;

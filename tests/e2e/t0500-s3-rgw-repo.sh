@@ -1,0 +1,72 @@
+#!/bin/bash
+# The S3 store against Ceph radosgw, which checks every SigV4 signature: store check,
+# a wrong secret fails with a clear message, multipart uploads, listings over more than
+# 1000 objects (ListObjectsV2 paging), virtual-host addressing, prune, and round trips
+# that restore byte for byte.
+. "$(dirname "$0")/lib.sh"
+. "$(dirname "$0")/lib_s3.sh"
+
+rgw_up
+s3_mb "$RGW" sm-test
+L="s3://sm-test/repo1?endpoint=$RGW&multipart_threshold=5M&part_size=5M"
+
+sm store check "$L" >"$T/check.out" 2>&1 || fail "store check: $(cat "$T/check.out")"
+for step in write read list delete; do
+  grep -Eq "^  $step +ok" "$T/check.out" || fail "store check $step: $(cat "$T/check.out")"
+done
+[ "$(s3_count "$RGW" sm-test repo1/)" = 0 ] || fail "store check left its probe object"
+ok "store check writes, reads, lists and deletes a probe object and leaves nothing"
+
+# a wrong secret: RGW answers 403 SignatureDoesNotMatch; we say so, name bucket and key, no retries
+AWS_SECRET_ACCESS_KEY=wrong sm store check "$L" >"$T/bad.out" 2>&1 && fail "store check passed with a wrong secret"
+grep -Eq "^  write +FAILED +cannot write 'repo1/check/probe-[0-9a-f]+' in S3 bucket 'sm-test': HTTP 403 SignatureDoesNotMatch" "$T/bad.out" &&
+  grep -Eq "^  list +FAILED .*HTTP 403 SignatureDoesNotMatch" "$T/bad.out" &&
+  grep -q "Check the S3 access key and secret" "$T/bad.out" && ! grep -q "attempts" "$T/bad.out" ||
+  fail "wrong-secret report: $(cat "$T/bad.out")"
+ok "a wrong secret fails every step with HTTP 403 SignatureDoesNotMatch, the bucket and the key, unretried"
+
+# a repository with multipart packs: 12 MiB of incompressible data in 8 MiB packs, 5 MiB parts
+mkdir -p "$T/src/sub"
+head -c 12000000 /dev/urandom >"$T/src/big.bin"
+for i in $(seq 20); do echo "file $i" >"$T/src/sub/f$i.txt"; done
+sm repo init --repo "$L" --pack-size 8M >/dev/null 2>&1 || fail "repo init on S3"
+id1=$(sm repo backup --repo "$L" tree="$T/src" 2>"$T/err") || fail "backup: $(cat "$T/err")"
+etags=$(awsx "$RGW" s3api list-objects-v2 --bucket sm-test --prefix repo1/data/ --query 'Contents[].ETag' --output text)
+grep -q -- '-2"' <<<"$etags" || fail "no pack went up in 2 parts: $etags"
+[ -z "$(awsx "$RGW" s3api list-multipart-uploads --bucket sm-test --query 'Uploads[].Key' --output text | grep -v None)" ] ||
+  fail "unfinished multipart uploads are left"
+sm repo verify --repo "$L" --all >/dev/null 2>"$T/err" || fail "verify: $(cat "$T/err")"
+sm repo restore --repo "$L" "$id1" --target "$T/out1" 2>/dev/null && $TREETOOL compare "$T/src" "$T/out1/tree" ||
+  fail "restore from S3 differs"
+ok "packs over the threshold go up as multipart uploads (ETag -2), nothing unfinished is left, verify and restore match"
+
+# virtual-host addressing (http://BUCKET.localhost:PORT), same repository
+V="s3://sm-test/repo1?endpoint=http://localhost:${RGW##*:}&path_style=0"
+sm repo ls --repo "$V" 2>"$T/err" | grep -q "${id1:0:12}" || fail "virtual-host ls: $(cat "$T/err")"
+ok "virtual-host addressing reads the same repository"
+
+# paging: > 1000 packs (4 KiB packs of ~1 KiB chunks), listed by verify, copy and prune
+P="s3://sm-test/many?endpoint=$RGW"
+sm repo init --repo "$P" --chunk-min 512 --chunk-avg 1k --chunk-max 2k --pack-size 4k >/dev/null 2>&1 || fail "init many"
+head -c 5500000 /dev/urandom >"$T/many.bin"
+idm=$(sm repo backup --repo "$P" many="$T/many.bin" 2>"$T/err") || fail "backup many: $(cat "$T/err")"
+n=$(s3_count "$RGW" sm-test many/data/)
+[ "$n" -gt 1000 ] || fail "only $n packs: the paging test needs more than 1000"
+sm repo verify --repo "$P" --all >"$T/v.out" 2>&1 || fail "verify many: $(cat "$T/v.out")"
+sm repo copy --from "$P" --to "$T/many-local" --quiet >"$T/c.out" 2>&1 || fail "copy: $(cat "$T/c.out")"
+[ "$(find "$T/many-local/data" -type f | wc -l)" = "$n" ] || fail "copy got $(find "$T/many-local/data" -type f | wc -l) of $n packs"
+sm repo copy --from "$T/many-local" --to "$P" --quiet >"$T/c2.out" 2>&1 &&
+  grep -q "copied 0 objects (0 B), $(find "$T/many-local" -type f | wc -l) already there" "$T/c2.out" || fail "second copy: $(cat "$T/c2.out")"
+ok "$n packs: ListObjectsV2 paging lists them all for verify and copy"
+
+# prune: a second snapshot, keep the last, the first one's packs go away
+head -c 300000 /dev/urandom >"$T/many.bin"
+idm2=$(sm repo backup --repo "$P" many="$T/many.bin" 2>"$T/err") || fail "backup many 2: $(cat "$T/err")"
+sm repo prune --repo "$P" --keep-last 1 >"$T/p.out" 2>&1 || fail "prune: $(cat "$T/p.out")"
+n2=$(s3_count "$RGW" sm-test many/data/)
+[ "$n2" -lt 1000 ] || fail "prune left $n2 packs"
+sm repo ls --repo "$P" 2>/dev/null | grep -q "${idm2:0:12}" && ! sm repo ls --repo "$P" 2>/dev/null | grep -q "${idm:0:12}" ||
+  fail "prune kept the wrong snapshot"
+sm repo restore --repo "$P" latest --target "$T/outm" 2>/dev/null && cmp "$T/outm/many" "$T/many.bin" || fail "restore after prune"
+sm repo verify --repo "$P" --all >/dev/null 2>&1 || fail "verify after prune"
+ok "prune deletes the packs only the removed snapshot used ($n -> $n2) and the survivor restores"
