@@ -993,6 +993,11 @@ async function backupsView(main, params, query) {
   }
 
   /* --- point-in-time recovery: shown only when the API offers it and it is on --- */
+  // how far the WAL archive trails the database, in seconds (null: unknown)
+  const pitrLag = w => {
+    const v = w.lag_seconds ?? w.archive_lag_s;
+    return typeof v === 'number' && v >= 0 ? v : null;
+  };
   let pitrShown = null; // the window last drawn (JSON), so a refresh does not reset the picker
   async function loadPitr() {
     let w = null;
@@ -1005,7 +1010,7 @@ async function backupsView(main, params, query) {
       pitrShown = null;
       return;
     }
-    const key = JSON.stringify([w.earliest, w.latest, w.lag_seconds]);
+    const key = JSON.stringify([w.earliest, w.latest, pitrLag(w)]);
     if (key !== pitrShown) {
       pitrShown = key;
       renderPitr(w);
@@ -1059,14 +1064,15 @@ async function backupsView(main, params, query) {
         setBusy(go, false);
       }
     });
-    const lag = Number(w.lag_seconds) || 0;
+    const lag = pitrLag(w);
     pitrBox.replaceChildren(
       h('div', { class: 'card-head' }, h('h2', { id: 'pitr-h' }, 'Point-in-time recovery'),
-        h('span', { class: `badge ${lag > 600 ? 'badge-warn' : 'badge-ok'}` }, `WAL lag ${fmtSecs(lag)}`)),
+        lag === null ? null : h('span', { class: `badge ${lag > 600 ? 'badge-warn' : 'badge-ok'}` }, `WAL lag ${fmtSecs(lag)}`)),
       h('div', { class: 'card-body' },
         w.earliest
           ? h('p', { id: 'pitr-window' }, 'The database can be restored to any moment from ', h('strong', {}, fmtUtc(w.earliest)),
-            ' to ', h('strong', {}, fmtUtc(w.latest)), h('span', { class: 'sub-line' }, ` (${fmtLocal(w.earliest)} to ${fmtLocal(w.latest)})`))
+            w.latest ? [' to ', h('strong', {}, fmtUtc(w.latest))] : ' on (no WAL archived after it yet)',
+            h('span', { class: 'sub-line' }, ` (${fmtLocal(w.earliest)}${w.latest ? ` to ${fmtLocal(w.latest)}` : ''})`))
           : h('p', { id: 'pitr-window' }, 'WAL is being archived; the window opens with the next completed backup.'),
         h('div', { class: 'field inline-field' }, h('label', { for: 'pitr-time' }, 'Restore to (UTC)'),
           h('div', {}, h('div', { class: 'inline' }, input, go), help, err))));

@@ -87,6 +87,7 @@ async function shot(page, name) {
     await page.evaluate(() => window.scrollTo(0, 0));
     await page.waitForTimeout(200); // let the chart redraw at the new width (cosmetic only)
     if (label === 'desktop') await checkContrast(page, name);
+    else await checkFits(page, name);
     const file = path.join(SHOTS, `${name}-${label}.png`);
     await page.screenshot({ path: file, fullPage: true });
     shots.push(file);
@@ -140,9 +141,22 @@ function lowContrast(page) {
     return bad;
   });
 }
-const contrastFailures = [];
+/* Form controls without a name a screen reader can say (label, aria-label, aria-labelledby). */
+function unlabelled(page) {
+  return page.evaluate(() => Array.from(document.querySelectorAll('input, select, textarea'))
+    .filter(e => e.type !== 'hidden' && e.getClientRects().length && !(e.labels && e.labels.length) &&
+      !e.getAttribute('aria-label') && !e.getAttribute('aria-labelledby'))
+    .map(e => `${e.tagName.toLowerCase()}#${e.id || '?'}`));
+}
+const contrastFailures = [], a11yFailures = [];
 async function checkContrast(page, screen) {
   for (const b of await lowContrast(page)) contrastFailures.push(`${screen}: ${b}`);
+  for (const b of await unlabelled(page)) a11yFailures.push(`${screen}: ${b} has no label`);
+}
+/* At phone width nothing may stick out sideways (the page must not scroll horizontally). */
+async function checkFits(page, screen) {
+  const [sw, w] = await page.evaluate(() => [document.documentElement.scrollWidth, window.innerWidth]);
+  if (sw > w) a11yFailures.push(`${screen}: ${sw} px wide at a ${w} px phone width`);
 }
 
 /* Console errors and page errors fail the run. The only exceptions are the
@@ -534,6 +548,8 @@ try {
 
   check(!contrastFailures.length, `text below the WCAG contrast minimum:\n  ${contrastFailures.join('\n  ')}`);
   ok(`every text on the ${shots.length / 2} screens meets the WCAG AA contrast minimum`);
+  check(!a11yFailures.length, `accessibility:\n  ${a11yFailures.join('\n  ')}`);
+  ok('every form control has a label, and no screen is wider than a phone');
 
   // ---- the token never reached a log or a URL ----
   const log = fs.readFileSync(env('SERVICE_LOG'), 'utf8');
