@@ -916,6 +916,10 @@ static int s3_perform(s3_store *s, s3_call *c, sm_err *out_err)
             set_error(s, c, err, "the answer was cut short (%zu of %lld bytes)", c->got,
                       (long long)c->clen);
             retry = 1;
+        } else if (c->range && c->rlen && c->status == 206 && c->got != c->rlen) {
+            set_error(s, c, err, "the answer was cut short (%zu of %llu bytes asked for)",
+                      c->got, (unsigned long long)c->rlen);
+            retry = 1;
         } else if (!strcmp(c->method, "GET") && !c->query && etag_mismatch(s, c)) {
             set_error(s, c, err, "the data does not match its MD5 (ETag %s)", c->etag);
             err->code = SM_E_CORRUPT;
