@@ -41,17 +41,6 @@
 
 /* ---------------------------------------------------------------- settings */
 
-static int hexval(int c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
-
 /* Percent-decodes s[0..n) into a fresh string; NULL on a bad escape. */
 static char *pct_decode(const char *s, size_t n)
 {
@@ -60,13 +49,15 @@ static char *pct_decode(const char *s, size_t n)
 
     for (size_t i = 0; i < n; i++) {
         if (s[i] == '%') {
-            int hi = i + 2 < n ? hexval((unsigned char)s[i + 1]) : -1;
-            int lo = i + 2 < n ? hexval((unsigned char)s[i + 2]) : -1;
-            if (hi < 0 || lo < 0) {
+            unsigned char v;
+            char hex[3] = {0};
+            if (i + 2 < n)
+                memcpy(hex, s + i + 1, 2);
+            if (sm_unhex(&v, hex, 1) < 0) {
                 free(out);
                 return NULL;
             }
-            out[j++] = (char)(hi * 16 + lo);
+            out[j++] = (char)v;
             i += 2;
         } else {
             out[j++] = s[i];
@@ -705,38 +696,26 @@ static void md5_b64(const void *p, size_t n, char *out, size_t cap)
     free(b);
 }
 
-static void md5_hex(const void *p, size_t n, char out[33])
-{
-    unsigned char md[EVP_MAX_MD_SIZE];
-    unsigned int ml = 0;
-    EVP_Digest(p, n, md, &ml, EVP_md5(), NULL);
-    sm_hex(out, md, 16);
-}
-
 /* A whole-object GET whose ETag is a plain MD5 (not multipart, not KMS)
  * can be checked against what arrived. 1 when it does not match. */
 static int etag_mismatch(const s3_store *s, const s3_call *c)
 {
-    char want[33], got[33];
-    size_t n = strlen(c->etag);
+    unsigned char want[16], got[EVP_MAX_MD_SIZE];
+    unsigned int gl = 0;
     const char *e = c->etag;
+    char hex[33] = {0};
 
     if (c->range || (s->cfg->sse && !strcmp(s->cfg->sse, "aws:kms")))
         return 0;
-    if (n == 34 && e[0] == '"' && e[33] == '"') {
+    if (e[0] == '"')
         e++;
-        n = 32;
-    }
-    if (n != 32)
+    if (strlen(e) < 32 || (e[32] != '\0' && e[32] != '"'))
+        return 0; /* a multipart ETag ("...-N") or none */
+    memcpy(hex, e, 32);
+    if (sm_unhex(want, hex, 16) < 0)
         return 0;
-    for (size_t i = 0; i < 32; i++) {
-        if (hexval((unsigned char)e[i]) < 0)
-            return 0;
-        want[i] = (char)(e[i] >= 'A' && e[i] <= 'F' ? e[i] - 'A' + 'a' : e[i]);
-    }
-    want[32] = '\0';
-    md5_hex(c->out->data, c->out->len, got);
-    return strcmp(want, got) != 0;
+    EVP_Digest(c->out->data, c->out->len, got, &gl, EVP_md5(), NULL);
+    return memcmp(want, got, 16) != 0;
 }
 
 static void set_error(const s3_store *s, const s3_call *c, sm_err *err, const char *fmt, ...)
@@ -977,53 +956,33 @@ typedef struct mp_upload {
     size_t part_size;
     unsigned nparts;
     char (*etags)[80];
-    pthread_mutex_t mu;
-    unsigned next;
-    int failed;
-    sm_err err;
 } mp_upload;
 
-static void *mp_worker(void *arg)
+/* Uploads part i (of store_parallel). */
+static int mp_part(void *ud, size_t i, sm_err *err)
 {
-    mp_upload *u = arg;
+    mp_upload *u = ud;
+    size_t off = i * u->part_size;
+    size_t n = u->len - off < u->part_size ? u->len - off : u->part_size;
+    char query[512];
+    s3_call c = {0};
 
-    for (;;) {
-        unsigned i;
-        size_t off, n;
-        char query[512];
-        s3_call c = {0};
-        sm_err e = SM_ERR_INIT;
-
-        pthread_mutex_lock(&u->mu);
-        i = u->failed ? u->nparts : u->next++;
-        pthread_mutex_unlock(&u->mu);
-        if (i >= u->nparts)
-            break;
-        off = (size_t)i * u->part_size;
-        n = u->len - off < u->part_size ? u->len - off : u->part_size;
-        /* keys sorted: partNumber < uploadId */
-        snprintf(query, sizeof(query), "partNumber=%u&uploadId=%s", i + 1, u->upload_id);
-        c.verb = "write a part of";
-        c.method = "PUT";
-        c.object = u->obj;
-        c.query = query;
-        c.body = u->data + off;
-        c.len = n;
-        c.send_md5 = u->s->cfg->content_md5;
-        if (s3_perform(u->s, &c, &e) < 0 || !c.etag[0]) {
-            if (!e.msg[0])
-                sm_err_set(&e, SM_E_IO, "S3 answered part %u of '%s' without an ETag", i + 1,
-                           u->obj);
-            pthread_mutex_lock(&u->mu);
-            if (!u->failed)
-                sm_err_copy(&u->err, &e);
-            u->failed = 1;
-            pthread_mutex_unlock(&u->mu);
-            break;
-        }
-        snprintf(u->etags[i], sizeof(u->etags[i]), "%s", c.etag);
-    }
-    return NULL;
+    /* keys sorted: partNumber < uploadId */
+    snprintf(query, sizeof(query), "partNumber=%zu&uploadId=%s", i + 1, u->upload_id);
+    c.verb = "write a part of";
+    c.method = "PUT";
+    c.object = u->obj;
+    c.query = query;
+    c.body = u->data + off;
+    c.len = n;
+    c.send_md5 = u->s->cfg->content_md5;
+    if (s3_perform(u->s, &c, err) < 0)
+        return -1;
+    if (!c.etag[0])
+        return sm_err_set(err, SM_E_IO, "S3 answered part %zu of '%s' without an ETag", i + 1,
+                          u->obj);
+    snprintf(u->etags[i], sizeof(u->etags[i]), "%s", c.etag);
+    return 0;
 }
 
 static int mp_abort(s3_store *s, const char *obj, const char *upload_id_enc, sm_err *err)
@@ -1051,8 +1010,6 @@ static int multipart_put(s3_store *s, const char *obj, const void *data, size_t 
     xmlDoc *doc = NULL;
     xmlChar *uid = NULL;
     mp_upload u;
-    pthread_t th[64];
-    unsigned nth = 0;
     char query[512];
     int rc = -1, started = 0;
 
@@ -1087,19 +1044,8 @@ static int multipart_put(s3_store *s, const char *obj, const void *data, size_t 
     u.data = data;
     u.len = len;
     u.etags = sm_xcalloc(u.nparts, sizeof(*u.etags));
-    pthread_mutex_init(&u.mu, NULL);
-    for (nth = 0; nth < s->cfg->parallel && nth < u.nparts; nth++)
-        if (pthread_create(&th[nth], NULL, mp_worker, &u) != 0)
-            break;
-    if (nth == 0)
-        mp_worker(&u);
-    for (unsigned i = 0; i < nth; i++)
-        pthread_join(th[i], NULL);
-    pthread_mutex_destroy(&u.mu);
-    if (u.failed) {
-        sm_err_copy(err, &u.err);
+    if (store_parallel(u.nparts, s->cfg->parallel, mp_part, &u, err) < 0)
         goto out;
-    }
 
     sm_buf_puts(&xml, "<CompleteMultipartUpload>");
     for (unsigned i = 0; i < u.nparts; i++)

@@ -3,6 +3,7 @@
 
 #include "core/mem.h"
 
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -115,4 +116,65 @@ int store_free_space(store *st, uint64_t *bytes, sm_err *err)
 const char *store_location(const store *st)
 {
     return st->location;
+}
+
+typedef struct par_run {
+    size_t n, next;
+    store_item_fn fn;
+    void *ud;
+    pthread_mutex_t mu;
+    int failed;
+    sm_err err;
+} par_run;
+
+static void *par_worker(void *arg)
+{
+    par_run *pr = arg;
+
+    for (;;) {
+        sm_err e = SM_ERR_INIT;
+        size_t i;
+
+        pthread_mutex_lock(&pr->mu);
+        i = pr->failed ? pr->n : pr->next++;
+        pthread_mutex_unlock(&pr->mu);
+        if (i >= pr->n)
+            break;
+        if (pr->fn(pr->ud, i, &e) < 0) {
+            pthread_mutex_lock(&pr->mu);
+            if (!pr->failed)
+                sm_err_copy(&pr->err, &e);
+            pr->failed = 1;
+            pthread_mutex_unlock(&pr->mu);
+            break;
+        }
+    }
+    return NULL;
+}
+
+int store_parallel(size_t n, unsigned nthreads, store_item_fn fn, void *ud, sm_err *err)
+{
+    par_run pr;
+    pthread_t th[64];
+    unsigned nth = 0;
+
+    memset(&pr, 0, sizeof(pr));
+    pr.n = n;
+    pr.fn = fn;
+    pr.ud = ud;
+    pthread_mutex_init(&pr.mu, NULL);
+    if (nthreads > 1)
+        for (; nth < nthreads && nth < 64 && nth < n; nth++)
+            if (pthread_create(&th[nth], NULL, par_worker, &pr) != 0)
+                break;
+    if (nth == 0)
+        par_worker(&pr);
+    for (unsigned i = 0; i < nth; i++)
+        pthread_join(th[i], NULL);
+    pthread_mutex_destroy(&pr.mu);
+    if (pr.failed) {
+        sm_err_copy(err, &pr.err);
+        return -1;
+    }
+    return 0;
 }

@@ -26,4 +26,10 @@ struct store {
 
 int store_local_open(store **out, const char *dir, sm_err *err);
 
+/* Runs fn(ud, i, err) for every i in [0, n), up to nthreads at a time (on the
+ * calling thread when 1). After the first failure no new item starts; the
+ * call returns -1 with that failure's error, else 0. fn must be thread-safe. */
+typedef int (*store_item_fn)(void *ud, size_t i, sm_err *err);
+int store_parallel(size_t n, unsigned nthreads, store_item_fn fn, void *ud, sm_err *err);
+
 #endif

@@ -1,5 +1,6 @@
 /* store_check and store_copy: work on any driver through store.h only. */
 #include "store/tools.h"
+#include "store/store.intern.h"
 
 #include "core/log.h"
 #include "core/mem.h"
@@ -155,17 +156,17 @@ typedef struct copy_run {
     store *src, *dst;
     const obj_list *dl; /* what dst had, sorted */
     obj **todo;
-    size_t ntodo, next;
-    pthread_mutex_t mu;
-    int failed;
-    sm_err err;
+    pthread_mutex_t mu; /* stats and the callback */
     store_copy_cb cb;
     void *ud;
     store_copy_stats *stats;
 } copy_run;
 
-static int copy_one(copy_run *cr, const obj *o, sm_err *err)
+/* Copies todo[i] unless dst has it with the same size (of store_parallel). */
+static int copy_one(void *ud, size_t i, sm_err *err)
 {
+    copy_run *cr = ud;
+    const obj *o = cr->todo[i];
     obj probe = {o->key, 0};
     const obj *have = cr->dl->n ? bsearch(&probe, cr->dl->v, cr->dl->n, sizeof(obj), obj_cmp)
                                 : NULL;
@@ -194,54 +195,6 @@ static int copy_one(copy_run *cr, const obj *o, sm_err *err)
         pthread_mutex_unlock(&cr->mu);
     }
     return rc;
-}
-
-static void *copy_worker(void *arg)
-{
-    copy_run *cr = arg;
-
-    for (;;) {
-        sm_err e = SM_ERR_INIT;
-        size_t i;
-
-        pthread_mutex_lock(&cr->mu);
-        i = cr->failed ? cr->ntodo : cr->next++;
-        pthread_mutex_unlock(&cr->mu);
-        if (i >= cr->ntodo)
-            break;
-        if (copy_one(cr, cr->todo[i], &e) < 0) {
-            pthread_mutex_lock(&cr->mu);
-            if (!cr->failed)
-                sm_err_copy(&cr->err, &e);
-            cr->failed = 1;
-            pthread_mutex_unlock(&cr->mu);
-            break;
-        }
-    }
-    return NULL;
-}
-
-/* Copies the objects of one step, parallel at a time; the step is complete
- * (every object at dst) when this returns 0. */
-static int copy_step(copy_run *cr, unsigned parallel, sm_err *err)
-{
-    pthread_t th[32];
-    unsigned nth = 0;
-
-    cr->next = 0;
-    cr->failed = 0;
-    for (nth = 0; nth < parallel && nth < 32 && nth < cr->ntodo; nth++)
-        if (pthread_create(&th[nth], NULL, copy_worker, cr) != 0)
-            break;
-    if (nth == 0)
-        copy_worker(cr);
-    for (unsigned i = 0; i < nth; i++)
-        pthread_join(th[i], NULL);
-    if (cr->failed) {
-        sm_err_copy(err, &cr->err);
-        return -1;
-    }
-    return 0;
 }
 
 static int same_repository(store *src, store *dst, sm_err *err)
@@ -305,11 +258,12 @@ int store_copy(store *src, store *dst, unsigned parallel, store_copy_cb cb, void
     cr.todo = sm_xcalloc(sl.n + 1, sizeof(obj *));
     pthread_mutex_init(&cr.mu, NULL);
     for (int step = 0; step <= 5; step++) {
-        cr.ntodo = 0;
+        size_t n = 0;
         for (size_t i = 0; i < sl.n; i++)
             if (step_of(sl.v[i].key) == step)
-                cr.todo[cr.ntodo++] = &sl.v[i];
-        if (copy_step(&cr, parallel ? parallel : 1, err) < 0) {
+                cr.todo[n++] = &sl.v[i];
+        /* each step completes before the next begins: the order is the safety */
+        if (store_parallel(n, parallel ? parallel : 1, copy_one, &cr, err) < 0) {
             pthread_mutex_destroy(&cr.mu);
             goto out;
         }
