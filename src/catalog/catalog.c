@@ -101,6 +101,28 @@ static const char *const migrations[] = {
     "  backup_id TEXT,"
     "  reason TEXT);"
     "CREATE INDEX schedule_runs_by_project ON schedule_runs (project_id, id);",
+    /* 3 -> 4: point-in-time recovery: settings, the WAL archive's index, base backups */
+    "CREATE TABLE pitr ("
+    "  project_id TEXT PRIMARY KEY REFERENCES projects(id) ON DELETE CASCADE,"
+    "  doc TEXT NOT NULL,"
+    "  updated_at TEXT NOT NULL);"
+    "CREATE TABLE pitr_wal ("
+    "  project_id TEXT NOT NULL REFERENCES projects(id) ON DELETE CASCADE,"
+    "  name TEXT NOT NULL,"
+    "  timeline INTEGER NOT NULL,"
+    "  segno INTEGER NOT NULL,"
+    "  snapshot_id TEXT NOT NULL,"
+    "  sha256 TEXT NOT NULL,"
+    "  size INTEGER NOT NULL,"
+    "  archived_at TEXT NOT NULL,"
+    "  content TEXT,"
+    "  PRIMARY KEY (project_id, name));"
+    "CREATE TABLE pitr_bases ("
+    "  id TEXT PRIMARY KEY,"
+    "  project_id TEXT NOT NULL REFERENCES projects(id) ON DELETE CASCADE,"
+    "  doc TEXT NOT NULL,"
+    "  created_at TEXT NOT NULL);"
+    "CREATE INDEX pitr_bases_by_project ON pitr_bases (project_id, created_at);",
 };
 
 #define NMIGRATIONS (sizeof(migrations) / sizeof(migrations[0]))
@@ -1493,6 +1515,251 @@ fail:
     json_decref(*out);
     *out = NULL;
     return -1;
+}
+
+/* ---- point-in-time recovery ---- */
+
+int catalog_pitr_get(catalog *c, const char *project_id, json_t **doc, sm_err *err)
+{
+    sqlite3_stmt *st = NULL;
+    int r, rc = -1;
+
+    *doc = NULL;
+    if (prepare(c, &st, "SELECT doc FROM pitr WHERE project_id = ?", err) < 0)
+        return -1;
+    bind_text(st, 1, project_id);
+    r = sqlite3_step(st);
+    if (r == SQLITE_ROW) {
+        *doc = json_loads((const char *)sqlite3_column_text(st, 0), 0, NULL);
+        rc = *doc ? 0 : db_fail(c, err, "read the point-in-time recovery settings");
+    } else if (r == SQLITE_DONE) {
+        rc = 1;
+    } else {
+        db_fail(c, err, "read the point-in-time recovery settings");
+    }
+    sqlite3_finalize(st);
+    return rc;
+}
+
+int catalog_pitr_put(catalog *c, const char *project_id, const json_t *doc, sm_err *err)
+{
+    sqlite3_stmt *st = NULL;
+    char now[32], *text = json_dumps(doc, JSON_COMPACT | JSON_SORT_KEYS);
+    int rc = -1;
+
+    now_iso(now);
+    if (prepare(c, &st, "INSERT INTO pitr (project_id, doc, updated_at) VALUES (?1, ?2, ?3) ON "
+                        "CONFLICT (project_id) DO UPDATE SET doc = excluded.doc, updated_at = "
+                        "excluded.updated_at",
+                err) == 0) {
+        bind_text(st, 1, project_id);
+        bind_text(st, 2, text);
+        bind_text(st, 3, now);
+        if (sqlite3_step(st) != SQLITE_DONE)
+            db_fail(c, err, "save the point-in-time recovery settings");
+        else
+            rc = 0;
+        sqlite3_finalize(st);
+    }
+    free(text);
+    return rc;
+}
+
+int catalog_pitr_delete(catalog *c, const char *project_id, sm_err *err)
+{
+    sqlite3_stmt *st = NULL;
+    int rc = -1;
+
+    if (prepare(c, &st, "DELETE FROM pitr WHERE project_id = ?", err) < 0)
+        return -1;
+    bind_text(st, 1, project_id);
+    if (sqlite3_step(st) != SQLITE_DONE)
+        db_fail(c, err, "remove the point-in-time recovery settings");
+    else
+        rc = 0;
+    sqlite3_finalize(st);
+    return rc;
+}
+
+int catalog_pitr_all(catalog *c, json_t **out, sm_err *err)
+{
+    sqlite3_stmt *st = NULL;
+    int r;
+
+    *out = json_array();
+    if (prepare(c, &st, "SELECT project_id, doc FROM pitr ORDER BY project_id", err) < 0)
+        goto fail;
+    while ((r = sqlite3_step(st)) == SQLITE_ROW) {
+        json_t *doc = json_loads((const char *)sqlite3_column_text(st, 1), 0, NULL);
+        if (doc)
+            json_array_append_new(*out, json_pack("{s:s,s:o}", "project_id",
+                                                  (const char *)sqlite3_column_text(st, 0), "doc",
+                                                  doc));
+    }
+    if (r != SQLITE_DONE) {
+        db_fail(c, err, "read the point-in-time recovery settings");
+        goto fail;
+    }
+    sqlite3_finalize(st);
+    return 0;
+fail:
+    sqlite3_finalize(st);
+    json_decref(*out);
+    *out = NULL;
+    return -1;
+}
+
+int catalog_wal_add(catalog *c, const char *project_id, const json_t *w, sm_err *err)
+{
+    sqlite3_stmt *st = NULL;
+    int rc = -1;
+
+    if (prepare(c, &st, "INSERT OR REPLACE INTO pitr_wal (project_id, name, timeline, segno, "
+                        "snapshot_id, sha256, size, archived_at, content) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                err) < 0)
+        return -1;
+    bind_text(st, 1, project_id);
+    bind_text(st, 2, json_string_value(json_object_get(w, "name")));
+    sqlite3_bind_int64(st, 3, json_integer_value(json_object_get(w, "timeline")));
+    sqlite3_bind_int64(st, 4, json_integer_value(json_object_get(w, "segno")));
+    bind_text(st, 5, json_string_value(json_object_get(w, "snapshot_id")));
+    bind_text(st, 6, json_string_value(json_object_get(w, "sha256")));
+    sqlite3_bind_int64(st, 7, json_integer_value(json_object_get(w, "size")));
+    bind_text(st, 8, json_string_value(json_object_get(w, "archived_at")));
+    bind_text(st, 9, json_string_value(json_object_get(w, "content")));
+    if (sqlite3_step(st) != SQLITE_DONE)
+        db_fail(c, err, "record a WAL file");
+    else
+        rc = 0;
+    sqlite3_finalize(st);
+    return rc;
+}
+
+int catalog_wal_list(catalog *c, const char *project_id, json_t **out, sm_err *err)
+{
+    sqlite3_stmt *st = NULL;
+    int r;
+
+    *out = json_array();
+    if (prepare(c, &st, "SELECT name, timeline, segno, snapshot_id, sha256, size, archived_at, "
+                        "content FROM pitr_wal WHERE project_id = ? ORDER BY segno, timeline, name",
+                err) < 0)
+        goto fail;
+    bind_text(st, 1, project_id);
+    while ((r = sqlite3_step(st)) == SQLITE_ROW) {
+        json_t *w = json_pack("{s:s,s:I,s:I,s:s,s:s,s:I,s:s}", "name", sqlite3_column_text(st, 0),
+                              "timeline", (json_int_t)sqlite3_column_int64(st, 1), "segno",
+                              (json_int_t)sqlite3_column_int64(st, 2), "snapshot_id",
+                              sqlite3_column_text(st, 3), "sha256", sqlite3_column_text(st, 4),
+                              "size", (json_int_t)sqlite3_column_int64(st, 5), "archived_at",
+                              sqlite3_column_text(st, 6));
+        if (sqlite3_column_type(st, 7) == SQLITE_TEXT)
+            json_object_set_new(w, "content",
+                                json_string((const char *)sqlite3_column_text(st, 7)));
+        json_array_append_new(*out, w);
+    }
+    if (r != SQLITE_DONE) {
+        db_fail(c, err, "list the WAL archive");
+        goto fail;
+    }
+    sqlite3_finalize(st);
+    return 0;
+fail:
+    sqlite3_finalize(st);
+    json_decref(*out);
+    *out = NULL;
+    return -1;
+}
+
+int catalog_wal_delete(catalog *c, const char *project_id, const char *name, sm_err *err)
+{
+    sqlite3_stmt *st = NULL;
+    int rc = -1;
+
+    if (prepare(c, &st, "DELETE FROM pitr_wal WHERE project_id = ? AND name = ?", err) < 0)
+        return -1;
+    bind_text(st, 1, project_id);
+    bind_text(st, 2, name);
+    if (sqlite3_step(st) != SQLITE_DONE)
+        db_fail(c, err, "forget a WAL file");
+    else
+        rc = 0;
+    sqlite3_finalize(st);
+    return rc;
+}
+
+int catalog_base_put(catalog *c, const char *id, const char *project_id, const json_t *doc,
+                     sm_err *err)
+{
+    sqlite3_stmt *st = NULL;
+    char now[32], *text = json_dumps(doc, JSON_COMPACT | JSON_SORT_KEYS);
+    int rc = -1;
+
+    now_iso(now);
+    if (prepare(c, &st, "INSERT INTO pitr_bases (id, project_id, doc, created_at) VALUES (?1, ?2, "
+                        "?3, ?4) ON CONFLICT (id) DO UPDATE SET doc = excluded.doc",
+                err) == 0) {
+        bind_text(st, 1, id);
+        bind_text(st, 2, project_id);
+        bind_text(st, 3, text);
+        bind_text(st, 4, now);
+        if (sqlite3_step(st) != SQLITE_DONE)
+            db_fail(c, err, "record a base backup");
+        else
+            rc = 0;
+        sqlite3_finalize(st);
+    }
+    free(text);
+    return rc;
+}
+
+int catalog_base_list(catalog *c, const char *project_id, json_t **out, sm_err *err)
+{
+    sqlite3_stmt *st = NULL;
+    int r;
+
+    *out = json_array();
+    if (prepare(c, &st, "SELECT id, doc FROM pitr_bases WHERE project_id = ? ORDER BY created_at, "
+                        "id",
+                err) < 0)
+        goto fail;
+    bind_text(st, 1, project_id);
+    while ((r = sqlite3_step(st)) == SQLITE_ROW) {
+        json_t *doc = json_loads((const char *)sqlite3_column_text(st, 1), 0, NULL);
+        if (!json_is_object(doc)) {
+            json_decref(doc);
+            continue;
+        }
+        json_object_set_new(doc, "id", json_string((const char *)sqlite3_column_text(st, 0)));
+        json_array_append_new(*out, doc);
+    }
+    if (r != SQLITE_DONE) {
+        db_fail(c, err, "list the base backups");
+        goto fail;
+    }
+    sqlite3_finalize(st);
+    return 0;
+fail:
+    sqlite3_finalize(st);
+    json_decref(*out);
+    *out = NULL;
+    return -1;
+}
+
+int catalog_base_delete(catalog *c, const char *id, sm_err *err)
+{
+    sqlite3_stmt *st = NULL;
+    int rc = -1;
+
+    if (prepare(c, &st, "DELETE FROM pitr_bases WHERE id = ?", err) < 0)
+        return -1;
+    bind_text(st, 1, id);
+    if (sqlite3_step(st) != SQLITE_DONE)
+        db_fail(c, err, "forget a base backup");
+    else
+        rc = 0;
+    sqlite3_finalize(st);
+    return rc;
 }
 
 /* ---- organisations ---- */

@@ -23,7 +23,7 @@
 #include <stdint.h>
 #include <sys/types.h>
 
-#define CATALOG_SCHEMA_VERSION 3
+#define CATALOG_SCHEMA_VERSION 4
 
 typedef struct catalog catalog;
 
@@ -206,6 +206,29 @@ int catalog_schedule_runs(catalog *c, const char *project_id, int limit, json_t 
 int catalog_schedule_runs_interrupt(catalog *c, const char *reason, sm_err *err);
 /* Every stored schedule: [{project_id, doc, updated_at, state}]. */
 int catalog_schedule_all(catalog *c, json_t **out, sm_err *err);
+
+/* ---- point-in-time recovery (src/pitr) ---- */
+
+/* The PITR settings of a project (a document src/pitr owns); 1 when none. */
+int catalog_pitr_get(catalog *c, const char *project_id, json_t **doc, sm_err *err);
+int catalog_pitr_put(catalog *c, const char *project_id, const json_t *doc, sm_err *err);
+int catalog_pitr_delete(catalog *c, const char *project_id, sm_err *err);
+/* [{project_id, doc}] of every project with settings. */
+int catalog_pitr_all(catalog *c, json_t **out, sm_err *err);
+/* The index of the WAL archive (the repository is the truth; this finds a
+ * file without reading every manifest): {name, timeline, segno (-1 for a
+ * .history file), snapshot_id, sha256, size, archived_at, content (the text of
+ * a .history file)}. list: by segno,
+ * then timeline. */
+int catalog_wal_add(catalog *c, const char *project_id, const json_t *w, sm_err *err);
+int catalog_wal_list(catalog *c, const char *project_id, json_t **out, sm_err *err);
+int catalog_wal_delete(catalog *c, const char *project_id, const char *name, sm_err *err);
+/* Physical base backups: a document per backup (src/pitr owns it); list:
+ * oldest first, each with "id". */
+int catalog_base_put(catalog *c, const char *id, const char *project_id, const json_t *doc,
+                     sm_err *err);
+int catalog_base_list(catalog *c, const char *project_id, json_t **out, sm_err *err);
+int catalog_base_delete(catalog *c, const char *id, sm_err *err);
 
 /* ---- organisations and members (access control) ---- */
 

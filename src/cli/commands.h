@@ -13,6 +13,10 @@ int cmd_restore(int argc, char **argv);
 int cmd_import(int argc, char **argv);
 int cmd_notify(int argc, char **argv);
 int cmd_schedule(int argc, char **argv);
+int cmd_pitr(int argc, char **argv);
+int cmd_pitr_restore(int argc, char **argv);
+int cmd_wal_push(int argc, char **argv);
+int cmd_wal_fetch(int argc, char **argv);
 int cmd_store(int argc, char **argv);
 int cmd_repo_copy(int argc, char **argv);
 

@@ -23,6 +23,10 @@ static void help(void)
           "  backup   create | list | show | delete | verify | export\n"
           "  restore  PROJECT BACKUP [--parts database,storage,config] [--to-project P] [--yes]\n"
           "           restore --undo PROJECT: put back the state before the last restore\n"
+          "           restore PROJECT --target-time T | --target-lsn L | --latest: point in time\n"
+          "  pitr     enable | disable | status | check | base-backup | push: continuous WAL\n"
+          "           archiving and point-in-time recovery (`supamanager pitr help`)\n"
+          "  wal-push, wal-fetch  PostgreSQL's archive_command / a WAL file by hand\n"
           "  import   FILE --id ID --name N --db-url URL --storage-dir DIR: a project from an\n"
           "           exported archive\n"
           "  schedule set | show | disable: a project's automatic backups (UTC times)\n"
@@ -73,8 +77,18 @@ int main(int argc, char **argv)
         return cmd_member(argc - 1, argv + 1);
     if (!strcmp(cmd, "backup"))
         return cmd_backup(argc - 1, argv + 1);
-    if (!strcmp(cmd, "restore"))
+    if (!strcmp(cmd, "restore")) {
+        for (int i = 2; i < argc; i++)
+            if (!strncmp(argv[i], "--target-", 9) || !strcmp(argv[i], "--latest"))
+                return cmd_pitr_restore(argc - 1, argv + 1);
         return cmd_restore(argc - 1, argv + 1);
+    }
+    if (!strcmp(cmd, "pitr"))
+        return cmd_pitr(argc - 1, argv + 1);
+    if (!strcmp(cmd, "wal-push"))
+        return cmd_wal_push(argc - 1, argv + 1);
+    if (!strcmp(cmd, "wal-fetch"))
+        return cmd_wal_fetch(argc - 1, argv + 1);
     if (!strcmp(cmd, "import"))
         return cmd_import(argc - 1, argv + 1);
     if (!strcmp(cmd, "serve"))

@@ -1,5 +1,6 @@
 /* Project operations shared by the CLI and the API. */
 #include "job/ops.h"
+#include "job/ops_intern.h"
 
 #include "core/fsutil.h"
 #include "core/log.h"
@@ -140,12 +141,27 @@ static int run_command(const char *cmd, const char *what, sm_err *err)
         _exit(127);
     }
     close(pipefd[1]);
-    for (;;) {
-        ssize_t r = read(pipefd[0], buf + len, sizeof(buf) - 1 - len);
+    /* until the command exits, not until EOF: a command that starts a
+     * daemon (a database server) leaves it holding the pipe */
+    for (int exited = 0, eof = 0; !eof;) {
+        struct pollfd pf = {pipefd[0], POLLIN, 0};
+        ssize_t r;
+        if (!exited) {
+            pid_t w = waitpid(pid, &status, WNOHANG);
+            exited = w == pid || (w < 0 && errno != EINTR);
+        }
+        if (poll(&pf, 1, exited ? 0 : 100) <= 0) {
+            if (exited)
+                break;
+            continue;
+        }
+        r = read(pipefd[0], buf + len, sizeof(buf) - 1 - len);
         if (r < 0 && errno == EINTR)
             continue;
-        if (r <= 0)
-            break;
+        if (r <= 0) {
+            eof = 1;
+            continue;
+        }
         len += (size_t)r;
         if (len > sizeof(buf) - 512) { /* keep the tail */
             memmove(buf, buf + len - 400, 400);
@@ -2278,4 +2294,39 @@ out:
     free(loc);
     json_decref(md);
     return rc;
+}
+
+/* ---- for the other operations of src/job (ops_intern.h) ---- */
+
+void ops_emit(ops_ctx *o, const char *phase, double pct, uint64_t done, uint64_t total,
+              double rate, double eta)
+{
+    emit(o, phase, pct, done, total, rate, eta);
+}
+
+int ops_run_command(const char *cmd, const char *what, sm_err *err)
+{
+    return run_command(cmd, what, err);
+}
+
+int ops_open_project_repo(ops_ctx *o, const project *p, int create, store **st, repo **r,
+                          sm_err *err)
+{
+    return open_project_repo(o, p, create, st, r, err);
+}
+
+void ops_close_repo(store *st, repo *r)
+{
+    close_repo(st, r);
+}
+
+char *ops_tmp_dir(ops_ctx *o, const char *prefix, sm_err *err)
+{
+    return tmp_dir(o, prefix, err);
+}
+
+int ops_with_claim(ops_ctx *o, const char *project_id, const char *kind, sm_err *err,
+                   int (*fn)(ops_ctx *o, void *arg, sm_err *err), void *arg)
+{
+    return with_claim(o, project_id, kind, err, fn, arg);
 }

@@ -21,6 +21,7 @@
 #include "core/util.h"
 #include "job/archive.h"
 #include "job/ops.h"
+#include "job/pitr.h"
 #include "source/pg.h"
 
 #include <dirent.h>
@@ -43,7 +44,8 @@
 #define MSG_SHUTTING_DOWN "the service is shutting down"
 #define HINT_BUSY "Wait for it to finish; one operation per project runs at a time."
 
-static const char *const kinds[] = {"backup", "restore", "verify", "export", "import", "delete"};
+static const char *const kinds[] = {"backup", "restore", "verify",       "export",
+                                     "import", "delete",  "pitr-restore", "pitr-base"};
 #define NKINDS (sizeof(kinds) / sizeof(kinds[0]))
 
 typedef struct listener {
@@ -522,6 +524,19 @@ static int run_op(ops_ctx *o, job *j, json_t **result, sm_err *err)
         project_free(p);
     } else if (!strcmp(j->kind, "delete")) {
         rc = ops_backup_delete(o, j->backup_id, err);
+    } else if (!strcmp(j->kind, "pitr-restore")) {
+        pitr_target t;
+        json_t *report = NULL;
+        memset(&t, 0, sizeof(t));
+        t.time = arg_str(a, "target_time");
+        t.lsn = arg_str(a, "target_lsn");
+        t.latest = arg_bool(a, "latest");
+        rc = pitr_restore(o, j->project_id, &t, &report, err);
+        *result = report;
+    } else if (!strcmp(j->kind, "pitr-base")) {
+        json_t *report = NULL;
+        rc = pitr_base_backup(o, j->project_id, &report, err);
+        *result = report;
     } else {
         rc = sm_err_set(err, SM_E_INTERNAL, "unknown job kind '%s'", j->kind);
     }
@@ -950,7 +965,8 @@ static int prepare_job(jobs *J, const job_spec *sp, job *j, sm_err *err)
 
     if (k < 0) {
         sm_err_set(err, SM_E_INVALID, "unknown job kind '%s'", sp->kind ? sp->kind : "");
-        return sm_err_hint(err, "Use backup, restore, verify, export, import or delete.");
+        return sm_err_hint(err, "Use backup, restore, verify, export, import, delete, "
+                                "pitr-restore or pitr-base.");
     }
     j->kind = kinds[k];
     if (a && !json_is_object(a))
@@ -971,6 +987,38 @@ static int prepare_job(jobs *J, const job_spec *sp, job *j, sm_err *err)
                               bk);
         if (catalog_project_get(J->cat, sp->project_id, &p, err) < 0)
             goto out;
+        j->project_id = sm_xstrdup(sp->project_id);
+        j->claim_project = sm_xstrdup(sp->project_id);
+        rc = 0;
+    } else if (!strncmp(j->kind, "pitr-", 5)) {
+        json_t *doc = NULL;
+        int r;
+        if (!sp->project_id)
+            return sm_err_set(err, SM_E_USAGE, "a %s job needs a project", j->kind);
+        if (catalog_project_get(J->cat, sp->project_id, &p, err) < 0)
+            goto out;
+        r = catalog_pitr_get(J->cat, sp->project_id, &doc, err);
+        json_decref(doc);
+        if (r < 0)
+            goto out;
+        if (r == 1) {
+            sm_err_set(err, SM_E_INVALID, "point-in-time recovery is not enabled for project '%s'",
+                       sp->project_id);
+            goto out;
+        }
+        if (!strcmp(j->kind, "pitr-restore")) {
+            const char *tt = arg_str(a, "target_time"), *tl = arg_str(a, "target_lsn");
+            time_t t;
+            if (!!tt + !!tl + arg_bool(a, "latest") != 1) {
+                sm_err_set(err, SM_E_INVALID, "give one of target_time, target_lsn or latest");
+                goto out;
+            }
+            if (tt && pitr_parse_time(tt, &t) < 0) {
+                sm_err_set(err, SM_E_INVALID, "cannot read the target time '%s'", tt);
+                sm_err_hint(err, "Use ISO 8601, e.g. 2026-11-25T14:03:07Z (no offset: UTC).");
+                goto out;
+            }
+        }
         j->project_id = sm_xstrdup(sp->project_id);
         j->claim_project = sm_xstrdup(sp->project_id);
         rc = 0;

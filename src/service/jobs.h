@@ -54,7 +54,8 @@ typedef struct jobs_config {
 } jobs_config;
 
 typedef struct job_spec {
-    const char *kind;       /* backup | restore | verify | export | import | delete */
+    const char *kind;       /* backup | restore | verify | export | import | delete |
+                               pitr-restore | pitr-base */
     const char *project_id; /* the project it works on (import: the new project's id) */
     const char *backup_id;  /* restore, verify, export, delete */
     /* kind-specific arguments (borrowed):
@@ -64,6 +65,8 @@ typedef struct job_spec {
      *             the result then has {"retention": {"deleted", "bytes_freed"}})}
      *   restore: {"database": bool, "storage": bool, "config": bool, "to_project": str|null}
      *   verify:  {"restore_test": bool}
+     *   pitr-restore: {"target_time": ISO 8601 | "target_lsn": "0/3000060" | "latest": true}
+     *   pitr-base: {}
      *   export:  {"compression": "gzip"|"zstd"|"none", "passphrase": str|null,
      *             "path": where to write the archive}
      *   import:  {"file": path of the uploaded archive (the job owns it afterwards),

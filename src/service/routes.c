@@ -9,6 +9,7 @@
 #include "core/util.h"
 #include "embedded.h"
 #include "job/ops.h"
+#include "job/pitr.h"
 #include "service/auth.h"
 #include "service/schedule.h"
 #include "service/ui.h"
@@ -1140,6 +1141,98 @@ out:
 
 /* ---- export and import ---- */
 
+/* ---- point-in-time recovery ---- */
+
+static int h_pitr_get(http_req *rq, void *ud)
+{
+    svc *S = ud;
+    auth_identity id;
+    project *p = NULL;
+    json_t *out = NULL, *set;
+    sm_err err = SM_ERR_INIT;
+    ops_ctx o;
+
+    if (authn(rq, S, &id) < 0 ||
+        load_project(rq, S, &id, http_param(rq, "id"), AUTH_VIEW, &p) < 0)
+        return 0;
+    ops_ctx_init(&o, svc_catalog(S), NULL);
+    if (pitr_status(&o, p->id, &out, &err) < 0) {
+        http_error_from(rq, &err);
+    } else {
+        /* the server-side settings (paths, commands) stay on the server */
+        set = json_object_get(out, "settings");
+        if (set)
+            json_object_set(out, "archive_timeout_s", json_object_get(set, "archive_timeout"));
+        json_object_del(out, "settings");
+        if (json_object_get(out, "archive_lag_s"))
+            json_object_set(out, "lag_seconds", json_object_get(out, "archive_lag_s"));
+        http_json(rq, 200, out);
+        out = NULL;
+    }
+    json_decref(out);
+    project_free(p);
+    return 0;
+}
+
+static int submit_pitr(http_req *rq, svc *S, const char *kind, json_t *args)
+{
+    auth_identity id;
+    project *p = NULL;
+    char *job = NULL;
+    sm_err err = SM_ERR_INIT;
+    job_spec sp;
+
+    if (authn(rq, S, &id) < 0 ||
+        load_project(rq, S, &id, http_param(rq, "id"), AUTH_MANAGE, &p) < 0)
+        return 0;
+    memset(&sp, 0, sizeof(sp));
+    sp.kind = kind;
+    sp.project_id = p->id;
+    sp.args = args;
+    if (jobs_submit(S->J, &sp, &job, NULL, &err) < 0) {
+        http_error_from(rq, &err);
+    } else {
+        json_t *st = jobs_get(S->J, job);
+        if (!st)
+            st = json_pack("{s:s,s:s}", "id", job, "status", "QUEUED");
+        json_object_set_new(st, "job_id", json_string(job));
+        http_json(rq, 202, st);
+    }
+    free(job);
+    project_free(p);
+    return 0;
+}
+
+static int h_pitr_restore(http_req *rq, void *ud)
+{
+    svc *S = ud;
+    json_t *body, *args;
+    int answered = 0, bad = 0, latest = 0, rc;
+    const char *tt, *tl;
+
+    body = http_body_json(rq, &answered);
+    if (!body)
+        return 0;
+    tt = str_field(body, "target_time", &bad);
+    tl = str_field(body, "target_lsn", &bad);
+    if (bad || bool_field(rq, body, "latest", 0, &latest) < 0)
+        return bad ? http_error(rq, 400, "invalid_request",
+                                "'target_time' and 'target_lsn' must be strings")
+                   : 0;
+    if (!!tt + !!tl + latest != 1)
+        return http_error(rq, 400, "invalid_request",
+                          "give one of target_time (ISO 8601, UTC), target_lsn or latest: true");
+    args = json_pack("{s:s?,s:s?,s:b}", "target_time", tt, "target_lsn", tl, "latest", latest);
+    rc = submit_pitr(rq, S, "pitr-restore", args);
+    json_decref(args);
+    return rc;
+}
+
+static int h_pitr_base(http_req *rq, void *ud)
+{
+    return submit_pitr(rq, ud, "pitr-base", NULL);
+}
+
 static int h_export(http_req *rq, void *ud)
 {
     svc *S = ud;
@@ -1678,6 +1771,9 @@ static const http_route routes[] = {
     {"GET", "/platform/projects/{id}/backups/{backupID}", h_backup_get, 0},
     {"DELETE", "/platform/projects/{id}/backups/{backupID}", h_backup_delete, 0},
     {"POST", "/platform/projects/{id}/backups/{backupID}/restore", h_backup_restore, 0},
+    {"GET", "/platform/projects/{id}/pitr", h_pitr_get, 0},
+    {"POST", "/platform/projects/{id}/pitr/restore", h_pitr_restore, 0},
+    {"POST", "/platform/projects/{id}/pitr/base-backups", h_pitr_base, 0},
     {"POST", "/platform/projects/{id}/backups/{backupID}/verify", h_backup_verify, 0},
     {"GET", "/platform/projects/{id}/backups/{backupID}/download", h_backup_download_link, 0},
     {"GET", "/platform/projects/{id}/backups/{backupID}/events", h_backup_events, 0},

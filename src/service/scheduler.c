@@ -3,6 +3,7 @@
 #include "core/log.h"
 #include "core/mem.h"
 #include "core/util.h"
+#include "job/pitr.h"
 #include "service/schedule.h"
 
 #include <errno.h>
@@ -25,6 +26,8 @@ struct scheduler {
     const notify_config *ncfg;
     double tick_s;
     jobs *J;
+    char *secret; /* for WAL pushes (NULL: none) */
+    json_t *base_tries; /* project -> when a scheduled base backup was last submitted */
 
     pthread_t th;
     int running;  /* the thread exists */
@@ -776,6 +779,60 @@ static void tick_digest(scheduler *Sc, time_t now)
 
 /* ---- the thread ---- */
 
+/* Point-in-time recovery: spooled WAL into the repositories, and a base
+ * backup when the newest is older than the project's interval. */
+static void tick_pitr(scheduler *Sc, time_t now)
+{
+    json_t *all = NULL, *e;
+    size_t i;
+    sm_err err = SM_ERR_INIT;
+    ops_ctx o;
+
+    if (!Sc->secret || catalog_pitr_all(Sc->cat, &all, &err) < 0)
+        return;
+    ops_ctx_init(&o, Sc->cat, Sc->secret);
+    json_array_foreach(all, i, e)
+    {
+        const char *pid = jstr(e, "project_id");
+        json_t *bases = NULL;
+        json_int_t hours = json_integer_value(
+            json_object_get(json_object_get(e, "doc"), "base_interval_hours"));
+        unsigned n = 0;
+        if (stopping(Sc))
+            break;
+        if (pitr_push(&o, pid, &n, &err) < 0) {
+            sm_log(SM_LOG_WARN, "%s: WAL push: %s", pid, err.msg);
+            sm_err_clear(&err);
+        }
+        if (hours <= 0 || catalog_base_list(Sc->cat, pid, &bases, &err) < 0) {
+            sm_err_clear(&err);
+            json_decref(bases);
+            continue;
+        }
+        {
+            json_t *last = json_array_get(bases, json_array_size(bases) - 1);
+            time_t at = last ? iso_time(json_object_get(last, "finished_at")) : 0;
+            json_int_t tried = json_integer_value(json_object_get(Sc->base_tries, pid));
+            if (at && now - at >= (time_t)hours * 3600 && now - tried >= 600) {
+                job_spec sp;
+                char *job = NULL;
+                memset(&sp, 0, sizeof(sp));
+                sp.kind = "pitr-base";
+                sp.project_id = pid;
+                if (!Sc->base_tries)
+                    Sc->base_tries = json_object();
+                json_object_set_new(Sc->base_tries, pid, json_integer(now));
+                if (jobs_submit(Sc->J, &sp, &job, NULL, &err) == 0)
+                    sm_log(SM_LOG_INFO, "%s: scheduled base backup (job %s)", pid, job);
+                sm_err_clear(&err); /* busy: the next tick tries again */
+                free(job);
+            }
+        }
+        json_decref(bases);
+    }
+    json_decref(all);
+}
+
 static void tick(scheduler *Sc, time_t now)
 {
     json_t *all = NULL, *e;
@@ -789,6 +846,7 @@ static void tick(scheduler *Sc, time_t now)
     json_array_foreach(all, i, e) tick_project(Sc, e, now);
     json_decref(all);
     tick_digest(Sc, now);
+    tick_pitr(Sc, now);
 }
 
 static void *scheduler_main(void *arg)
@@ -839,6 +897,7 @@ scheduler *scheduler_new(const scheduler_config *cfg)
     Sc->home = sm_xstrdup(cfg->home);
     Sc->N = cfg->N;
     Sc->ncfg = cfg->ncfg;
+    Sc->secret = cfg->secret ? sm_xstrdup(cfg->secret) : NULL;
     Sc->tick_s = cfg->tick_s > 0 ? cfg->tick_s : sm_clock_driven() ? 0.1 : 1.0;
     pthread_mutex_init(&Sc->mu, NULL);
     pthread_cond_init(&Sc->cv, NULL);
@@ -893,6 +952,11 @@ void scheduler_free(scheduler *Sc)
     pthread_cond_destroy(&Sc->cv);
     pthread_mutex_destroy(&Sc->mu);
     free(Sc->home);
+    if (Sc->secret) {
+        sm_wipe(Sc->secret, strlen(Sc->secret));
+        free(Sc->secret);
+    }
+    json_decref(Sc->base_tries);
     free(Sc);
 }
 

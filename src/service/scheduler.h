@@ -42,6 +42,9 @@ typedef struct scheduler_config {
     const notify_config *ncfg; /* global recipients, on_success, digest (may be NULL) */
     double tick_s;             /* seconds between looks at the clock; 0: 1 s (0.1 s on a
                                 * driven clock) */
+    const char *secret;        /* ENCRYPTION_SECRET: moves spooled WAL of projects with
+                                * point-in-time recovery into their repositories every tick
+                                * (NULL: not) */
 } scheduler_config;
 
 scheduler *scheduler_new(const scheduler_config *cfg);

@@ -215,6 +215,7 @@ int cmd_serve(int argc, char **argv)
     scfg.home = S.home;
     scfg.N = S.N;
     scfg.ncfg = &ncfg;
+    scfg.secret = S.enc_secret;
     S.sched = scheduler_new(&scfg);
 
     memset(&jc, 0, sizeof(jc));

@@ -851,6 +851,11 @@ static void stderr_summary(const char *text, char *out, size_t cap)
 
 int pg_proc_finish(pg_proc *p, sm_err *err)
 {
+    return pg_proc_finish_text(p, NULL, err);
+}
+
+int pg_proc_finish_text(pg_proc *p, sm_buf *out, sm_err *err)
+{
     int status = 0, rc = -1;
     sm_buf text = SM_BUF_INIT;
     char summary[700];
@@ -870,6 +875,8 @@ int pg_proc_finish(pg_proc *p, sm_err *err)
         goto out;
     }
     read_stderr(p->err_fd, &text);
+    if (out)
+        sm_buf_puts(out, sm_buf_str(&text));
     stderr_summary(sm_buf_str(&text), summary, sizeof(summary));
     if (WIFEXITED(status) && WEXITSTATUS(status) == 0) {
         if (summary[0])
@@ -1167,6 +1174,54 @@ out:
     wipe_free(password);
     free(snap_arg);
     sm_buf_release(&ci);
+    return rc;
+}
+
+int pg_basebackup_start(pg_proc *p, const pg_server *srv, const char *url, sm_err *err)
+{
+    sm_buf ci = SM_BUF_INIT;
+    char *password = NULL;
+    char *argv[12];
+    int n = 0, rc = -1;
+
+    p->pid = p->fd = p->err_fd = -1;
+    if (child_conninfo(url, NULL, 1, NULL, &ci, &password, err) < 0)
+        goto out;
+    argv[n++] = NULL; /* the program's path, set by spawn */
+    argv[n++] = "--pgdata=-";
+    argv[n++] = "--format=tar";
+    argv[n++] = "--wal-method=fetch";
+    argv[n++] = "--checkpoint=fast";
+    argv[n++] = "--verbose";
+    argv[n++] = "--no-password";
+    argv[n++] = "--label=supamanager base backup";
+    argv[n++] = "--dbname";
+    argv[n++] = (char *)sm_buf_str(&ci);
+    argv[n] = NULL;
+    rc = spawn(p, srv->bindir, "pg_basebackup", argv, password, -1, err);
+out:
+    wipe_free(password);
+    sm_buf_release(&ci);
+    return rc;
+}
+
+int pg_query_value(const char *url, const char *sql, char **value, sm_err *err)
+{
+    PGconn *c = NULL;
+    PGresult *r = NULL;
+    int rc = -1;
+
+    *value = NULL;
+    if (conn_open(&c, url, NULL, err) < 0)
+        return -1;
+    if (exec_cmd(c, sql, 0, NULL, &r, NULL, err, "run '%.60s'", sql) < 0)
+        goto out;
+    if (PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) > 0 && !PQgetisnull(r, 0, 0))
+        *value = sm_xstrdup(PQgetvalue(r, 0, 0));
+    rc = 0;
+out:
+    PQclear(r);
+    PQfinish(c);
     return rc;
 }
 

@@ -115,6 +115,17 @@ int pg_globals_start(pg_proc *p, const pg_server *srv, const char *url, sm_err *
  * its stderr. Closes fd (read it to EOF first: a process whose output is
  * left unread dies of SIGPIPE, reported as such). */
 int pg_proc_finish(pg_proc *p, sm_err *err);
+/* pg_proc_finish that also appends the process's whole stderr to out. */
+int pg_proc_finish_text(pg_proc *p, sm_buf *out, sm_err *err);
+/* pg_basebackup of the whole cluster over the replication protocol, as
+ * one tar stream on the process's stdout (--format=tar --wal-method=fetch:
+ * the WAL that makes it consistent is inside), --verbose: its stderr names
+ * the start and end WAL positions. Needs a role with REPLICATION and a
+ * pg_hba.conf line allowing replication connections. */
+int pg_basebackup_start(pg_proc *p, const pg_server *srv, const char *url, sm_err *err);
+/* Runs one statement on the URL's database; *value gets the first column of
+ * the first row (NULL when there is none). Caller frees. */
+int pg_query_value(const char *url, const char *sql, char **value, sm_err *err);
 /* Kills and reaps it (after an error on our side). */
 void pg_proc_abort(pg_proc *p);
 
