@@ -1181,7 +1181,7 @@ function importDialog(orgs) {
   const pass = h('input', { type: 'password', id: 'import-pass', autocomplete: 'off' });
   const err = h('div', { role: 'alert' });
   const prog = h('div', {});
-  d.body.append(h('form', { class: 'stacked', novalidate: true },
+  const form = h('form', { class: 'stacked', novalidate: true },
     field('import-file', 'Archive', file, 'An export of SupaManager (.tar.gz, .tar.zst, .tar, or .gpg when encrypted).'),
     field('import-name', 'New project name', name),
     field('import-id', 'Project id (optional)', pidIn, '3-40 lowercase letters, digits and -.'),
@@ -1189,28 +1189,29 @@ function importDialog(orgs) {
     field('import-storage', 'Storage directory', st),
     field('import-config', 'Config directory (optional)', cf),
     field('import-org', 'Organization', org),
-    field('import-pass', 'Passphrase (encrypted archives)', pass),
-    prog, err));
+    field('import-pass', 'Passphrase (encrypted archives)', pass));
+  d.body.append(form, prog, err);
   const go = button('Import', { class: 'btn btn-primary' });
   const cancel = button('Cancel', { onclick: () => d.close() });
   d.foot.append(cancel, go);
   go.addEventListener('click', async () => {
     err.replaceChildren();
     if (!file.files.length) { err.append(h('div', { class: 'notice notice-error' }, 'Choose the archive to import.')); file.focus(); return; }
-    const form = new FormData();
-    form.append('new_project_name', name.value.trim());
-    if (pidIn.value.trim()) form.append('id', pidIn.value.trim());
-    form.append('db_url', db.value.trim());
-    form.append('storage_dir', st.value.trim());
-    if (cf.value.trim()) form.append('config_dir', cf.value.trim());
-    if (org.value) form.append('org_id', org.value);
-    if (pass.value) form.append('passphrase', pass.value);
-    form.append('file', file.files[0]);
+    const fd = new FormData();
+    fd.append('new_project_name', name.value.trim());
+    if (pidIn.value.trim()) fd.append('id', pidIn.value.trim());
+    fd.append('db_url', db.value.trim());
+    fd.append('storage_dir', st.value.trim());
+    if (cf.value.trim()) fd.append('config_dir', cf.value.trim());
+    if (org.value) fd.append('org_id', org.value);
+    if (pass.value) fd.append('passphrase', pass.value);
+    fd.append('file', file.files[0]);
     const w = progressWidget('Upload progress', true);
-    prog.replaceChildren(h('p', { class: 'small muted' }, 'Uploading…'), w.el);
+    prog.replaceChildren(h('p', { class: 'small muted' }, `Uploading ${file.files[0].name}…`), w.el);
+    form.hidden = true; // the progress and the outcome take its place
     setBusy(go, true, 'Uploading…');
     try {
-      const r = await api.upload('/platform/projects/import', form, (n, total) => {
+      const r = await api.upload('/platform/projects/import', fd, (n, total) => {
         w.update({ progress: (100 * n) / total, phase: `uploaded ${fmtBytes(n)} of ${fmtBytes(total)}`, status: 'RUNNING' });
       });
       w.update({ progress: 100, status: 'COMPLETED' });
@@ -1227,8 +1228,9 @@ function importDialog(orgs) {
         go.hidden = true;
         cancel.textContent = 'Close';
         if (s.status === 'COMPLETED') {
-          prog.append(h('div', { class: 'notice notice-ok', id: 'import-result' }, h('strong', {}, '✓ Imported. '),
-            'Open ', h('a', { href: `#/projects/${encodeURIComponent(newId)}`, onclick: () => d.close() }, name.value.trim() || newId), '.'));
+          const open = h('a', { href: `#/projects/${encodeURIComponent(newId)}`, onclick: () => d.close() }, name.value.trim() || newId);
+          prog.append(h('div', { class: 'notice notice-ok', id: 'import-result' }, h('strong', {}, '✓ Imported. '), 'Open ', open, '.'));
+          open.focus();
         } else {
           prog.append(h('div', { class: 'notice notice-error', id: 'import-result' }, h('strong', {}, '✕ The import failed: '), s.error || '',
             s.hint ? h('div', { class: 'small' }, s.hint) : null));
@@ -1237,6 +1239,7 @@ function importDialog(orgs) {
       d.onClose(() => { un(); if (location.hash === '#/projects') render(); });
     } catch (e) {
       prog.replaceChildren();
+      form.hidden = false;
       err.replaceChildren(errorBox(e, 'The import was not started'));
       setBusy(go, false);
     }

@@ -219,6 +219,7 @@ try {
       }
     }).observe(document, { subtree: true, childList: true, attributes: true, attributeFilter: ['aria-valuenow'] });
   });
+  ctx.setDefaultTimeout(60000); // generous: CI runs this beside other tests, under sanitizers too
   const page = await ctx.newPage();
   watch(page, 'owner');
 
@@ -285,7 +286,8 @@ try {
   expected = [];
   await page.reload();
   await page.waitForSelector(`tr[data-id="${bid}"][data-status=CREATING] [role=progressbar]`);
-  check(/dump|database|storage|config|backup|waiting/.test(await page.textContent(`tr[data-id="${bid}"] .phase`)), 'a phase is shown');
+  // the phase comes with the events (the backup waits for the lock in its database dump)
+  await page.waitForFunction(id => /dump|database|storage|config|globals/.test(document.querySelector(`tr[data-id="${id}"] .phase`).textContent), bid);
   ok(`the backup ${bid} shows a progress bar, still there after a reload`);
   await release();
   await page.waitForSelector(`tr[data-id="${bid}"][data-status=COMPLETED] button:has-text("Download")`, { timeout: 120000 });
@@ -518,6 +520,7 @@ try {
   // ---- a member of the project's organization may look, not change ----
   {
     const ctx3 = await browser.newContext({ viewport: DESKTOP });
+    ctx3.setDefaultTimeout(60000);
     const p3 = await ctx3.newPage();
     watch(p3, 'member');
     await p3.goto(URL_);
@@ -537,6 +540,7 @@ try {
 
   // ---- a stranger sees no project ----
   const ctx2 = await browser.newContext({ viewport: DESKTOP });
+  ctx2.setDefaultTimeout(60000);
   const p2 = await ctx2.newPage();
   watch(p2, 'stranger');
   await p2.goto(URL_);
