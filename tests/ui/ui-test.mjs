@@ -178,7 +178,7 @@ function watch(page, who) {
 
 const browser = await chromium.launch({
   executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
-  args: ['--no-sandbox', '--headless=new'],
+  args: ['--no-sandbox', '--headless=new', '--disable-dev-shm-usage'], // root in CI; small /dev/shm in containers
 });
 let failed = false;
 try {
@@ -517,16 +517,22 @@ try {
   await page.waitForSelector('#totals, .empty h3');
   ok('Import uploads with a progress bar and creates the project');
 
+  /* a fresh browser context (its own session storage) signed in with a token */
+  const signedIn = async who => {
+    const c = await browser.newContext({ viewport: DESKTOP });
+    c.setDefaultTimeout(60000);
+    const pg = await c.newPage();
+    watch(pg, who);
+    await pg.goto(URL_);
+    await pg.fill('#token', tokens[who]);
+    await pg.click('form button[type=submit]');
+    await pg.waitForSelector('table.data, .empty h3');
+    return [c, pg];
+  };
+
   // ---- a member of the project's organization may look, not change ----
   {
-    const ctx3 = await browser.newContext({ viewport: DESKTOP });
-    ctx3.setDefaultTimeout(60000);
-    const p3 = await ctx3.newPage();
-    watch(p3, 'member');
-    await p3.goto(URL_);
-    await p3.fill('#token', tokens.member);
-    await p3.click('form button[type=submit]');
-    await p3.waitForSelector('a.row-link');
+    const [ctx3, p3] = await signedIn('member');
     check(/View only/.test(await p3.textContent('table.data')), 'the member sees the project as view only');
     await p3.click('a.row-link');
     await p3.waitForSelector('#totals');
@@ -539,14 +545,7 @@ try {
   }
 
   // ---- a stranger sees no project ----
-  const ctx2 = await browser.newContext({ viewport: DESKTOP });
-  ctx2.setDefaultTimeout(60000);
-  const p2 = await ctx2.newPage();
-  watch(p2, 'stranger');
-  await p2.goto(URL_);
-  await p2.fill('#token', tokens.stranger);
-  await p2.click('form button[type=submit]');
-  await p2.waitForSelector('.empty h3');
+  const [ctx2, p2] = await signedIn('stranger');
   check(/No projects/.test(await p2.textContent('.empty')) && !(await p2.isVisible('a.row-link')), 'stranger');
   await shot(p2, '18-projects-stranger');
   await p2.goto(URL_ + `#/projects/${PID}`);
