@@ -120,6 +120,9 @@ const localFmt = new Intl.DateTimeFormat(undefined, {
   month: 'short', day: 'numeric', year: 'numeric', hour: '2-digit', minute: '2-digit', timeZoneName: 'short',
 });
 const shortDate = new Intl.DateTimeFormat('en-US', { timeZone: 'UTC', month: 'short', day: 'numeric' });
+const shortDateTime = new Intl.DateTimeFormat('en-US', {
+  timeZone: 'UTC', month: 'short', day: 'numeric', hour: '2-digit', minute: '2-digit', hourCycle: 'h23',
+});
 
 function fmtUtc(iso, long) {
   const d = parseTime(iso);
@@ -1132,7 +1135,7 @@ async function backupsView(main, params, query) {
 const chartFmt = {
   bytes: fmtBytes,
   secs: fmtSecs,
-  date: d => (d ? shortDate.format(d) : ''),
+  date: (d, spanMs) => (d ? (spanMs < 2 * 86400e3 ? shortDateTime : shortDate).format(d) : ''),
 };
 
 function debounce(fn, ms) {

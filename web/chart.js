@@ -19,7 +19,7 @@ function niceMax(v) {
 }
 
 /* Draws into container (emptied first). points: [{id, at: Date, size, duration}]
- * oldest first. fmt: {bytes(n), secs(s), date(d)}. Returns the <svg>. */
+ * oldest first. fmt: {bytes(n), secs(s), date(d, spanMs)}. Returns the <svg>. */
 export function drawChart(container, points, fmt) {
   container.replaceChildren();
   const width = Math.max(280, Math.floor(container.clientWidth || 600));
@@ -34,9 +34,12 @@ export function drawChart(container, points, fmt) {
   });
   svg.append(el('title', { id: titleId }, 'Backup size and duration over time'));
   const sizes = points.map(p => p.size), durs = points.map(p => p.duration || 0);
+  // dates alone, or with the time when the points span less than two days
+  const span = points.length ? points[points.length - 1].at - points[0].at : 0;
+  const date = d => fmt.date(d, span);
   const smax = niceMax(Math.max(0, ...sizes)), dmax = niceMax(Math.max(0, ...durs));
   svg.append(el('desc', { id: descId }, points.length
-    ? `${points.length} completed backups from ${fmt.date(points[0].at)} to ${fmt.date(points[points.length - 1].at)}; ` +
+    ? `${points.length} completed backups from ${date(points[0].at)} to ${date(points[points.length - 1].at)}; ` +
       `size ${fmt.bytes(Math.min(...sizes))} to ${fmt.bytes(Math.max(...sizes))}; ` +
       `duration ${fmt.secs(Math.min(...durs))} to ${fmt.secs(Math.max(...durs))}.`
     : 'No completed backups yet.'));
@@ -63,15 +66,15 @@ export function drawChart(container, points, fmt) {
     const cx = slot * i + slot / 2;
     const bh = Math.max(1, (p.size / smax) * h);
     const bar = el('rect', { class: 'bar-size', x: cx - bw / 2, y: h - bh, width: bw, height: bh, rx: 1.5 });
-    bar.append(el('title', {}, `${p.id}\n${fmt.date(p.at)}\nsize ${fmt.bytes(p.size)}, took ${fmt.secs(p.duration || 0)}`));
+    bar.append(el('title', {}, `${p.id}\n${fmt.date(p.at, 0)} UTC\nsize ${fmt.bytes(p.size)}, took ${fmt.secs(p.duration || 0)}`));
     g.append(bar);
     line.push([cx, h - ((p.duration || 0) / dmax) * h]);
   });
   g.append(el('path', { class: 'line-dur', d: line.map((q, i) => (i ? 'L' : 'M') + q[0].toFixed(1) + ' ' + q[1].toFixed(1)).join(' ') }));
   for (const [x, y] of line) g.append(el('circle', { class: 'dot-dur', cx: x.toFixed(1), cy: y.toFixed(1), r: 2.5 }));
   // first and last dates under the axis
-  g.append(el('text', { x: 0, y: h + 18, 'text-anchor': 'start' }, fmt.date(points[0].at)));
-  if (n > 1) g.append(el('text', { x: w, y: h + 18, 'text-anchor': 'end' }, fmt.date(points[n - 1].at)));
+  g.append(el('text', { x: 0, y: h + 18, 'text-anchor': 'start' }, date(points[0].at)));
+  if (n > 1) g.append(el('text', { x: w, y: h + 18, 'text-anchor': 'end' }, date(points[n - 1].at)));
   container.append(svg);
   return svg;
 }
