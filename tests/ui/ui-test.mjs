@@ -193,6 +193,10 @@ try {
     const etag = r.headers.get('etag');
     const r2 = await fetch(URL_, { headers: { 'If-None-Match': etag } });
     check(r2.status === 304, `revalidation answers 304: ${r2.status}`);
+    const inm = async v => (await fetch(URL_, { headers: { 'If-None-Match': v } })).status;
+    check(await inm(`"0000000000000000", W/${etag}`) === 304 && await inm('*') === 304 && await inm('"0000000000000000"') === 200 &&
+      await inm(etag.slice(0, -2) + '"') === 200, 'If-None-Match: lists, weak tags and * match; other tags do not');
+    check((await fetch(URL_ + 'ui/style.css', { headers: { 'If-None-Match': etag } })).status === 200, 'each file has its own tag');
     const r3 = await fetch(URL_ + 'ui/app.js');
     check(r3.status === 200 && /javascript/.test(r3.headers.get('content-type')), 'app.js');
     const r4 = await fetch(URL_ + 'ui/..%2fopenapi.json');
