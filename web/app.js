@@ -644,7 +644,10 @@ async function backupsView(main, params, query) {
   window.addEventListener('resize', onResize);
   onLeave(() => window.removeEventListener('resize', onResize));
 
-  let refreshing = null, again = false;
+  let refreshing = null, again = false, shownKey = null;
+  // backups the scheduler or someone else starts show up without a reload
+  const poll = setInterval(() => { if (document.visibilityState === 'visible') refresh(); }, 30000);
+  onLeave(() => clearInterval(poll));
   async function refresh() {
     if (refreshing) {
       again = true; // something changed while a refresh was under way: look once more after it
@@ -664,12 +667,19 @@ async function backupsView(main, params, query) {
           return;
         }
         statsBox.replaceChildren(statsRow(sched, { count: list.total_count, size: list.total_size }));
-        renderList(list);
-        chartPoints = recent.backups.filter(b => b.status === 'COMPLETED').reverse()
-          .map(b => ({ id: b.id, at: parseTime(b.created_at), size: b.size, duration: b.duration_s }));
-        drawChart(chartBox, chartPoints, chartFmt);
+        // redraw only what changed: a redrawn table would take the keyboard focus away
+        const key = JSON.stringify([page, list.total_count, list.total_size,
+          list.backups.map(b => [b.id, b.status, b.size, b.error])]);
+        if (key !== shownKey) {
+          shownKey = key;
+          renderList(list);
+          chartPoints = recent.backups.filter(b => b.status === 'COMPLETED').reverse()
+            .map(b => ({ id: b.id, at: parseTime(b.created_at), size: b.size, duration: b.duration_s }));
+          drawChart(chartBox, chartPoints, chartFmt);
+        }
         loadPitr();
       } catch (e) {
+        shownKey = null;
         if (alive) listBody.replaceChildren(h('div', { class: 'card-body' }, errorBox(e, 'Cannot list the backups')));
       }
     })();
