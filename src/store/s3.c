@@ -34,6 +34,10 @@
 #define S3_DEF_RETRIES 8u
 #define S3_DEF_RETRY_BASE_MS 100u
 #define S3_DEF_TIMEOUT 60u
+#define S3_DEF_READAHEAD (8ull << 20)
+#define S3_DEF_CACHE (64ull << 20)
+#define S3_SEQ_SLACK (1u << 20) /* a read this close to the last one's end is sequential */
+#define S3_SEQ_TRACK 32u        /* recent read ends remembered */
 #define S3_MAX_BACKOFF_MS 20000u
 #define S3_POOL_MAX 16u
 #define S3_ERRBODY_MAX (64u << 10)
@@ -214,6 +218,10 @@ static int apply_setting(s3_settings *s, const char *name, const char *v, sm_err
         return set_size(&s->part_size, name, v, S3_MIN_PART_SIZE, err);
     else if (!strcmp(name, "multipart_threshold"))
         return set_size(&s->multipart_threshold, name, v, S3_MIN_PART_SIZE, err);
+    else if (!strcmp(name, "readahead"))
+        return set_size(&s->readahead, name, v, 0, err);
+    else if (!strcmp(name, "cache"))
+        return set_size(&s->cache, name, v, 0, err);
     else if (!strcmp(name, "parallel"))
         return set_uint(&s->parallel, name, v, 1, 64, err);
     else if (!strcmp(name, "retries"))
@@ -227,7 +235,7 @@ static int apply_setting(s3_settings *s, const char *name, const char *v, sm_err
         return sm_err_hint(err, "Known settings: endpoint, region, path_style, storage_class, "
                                 "sse, sse_kms_key_id, credentials, profile, content_md5, "
                                 "part_size, multipart_threshold, parallel, retries, "
-                                "retry_base_ms, timeout.");
+                                "retry_base_ms, timeout, readahead, cache.");
     }
     if (!*v)
         return sm_err_set(err, SM_E_USAGE, "S3 setting %s is empty", name);
@@ -255,6 +263,8 @@ int s3_settings_parse(s3_settings **out, const char *location, sm_err *err)
     s->retries = S3_DEF_RETRIES;
     s->retry_base_ms = S3_DEF_RETRY_BASE_MS;
     s->timeout = S3_DEF_TIMEOUT;
+    s->readahead = S3_DEF_READAHEAD;
+    s->cache = S3_DEF_CACHE;
 
     p = location + 5;
     q = strchr(p, '?');
@@ -368,6 +378,10 @@ char *s3_settings_format(const s3_settings *s)
         sm_buf_putf(&b, "&retry_base_ms=%u", s->retry_base_ms);
     if (s->timeout != S3_DEF_TIMEOUT)
         sm_buf_putf(&b, "&timeout=%u", s->timeout);
+    if (s->readahead != S3_DEF_READAHEAD)
+        fmt_size(&b, "readahead", s->readahead);
+    if (s->cache != S3_DEF_CACHE)
+        fmt_size(&b, "cache", s->cache);
     if (b.len > n)
         b.data[n] = '?';
     return sm_buf_detach(&b, NULL);
@@ -413,7 +427,10 @@ typedef struct s3_store {
     pthread_mutex_t mu;
     CURL *idle[S3_POOL_MAX];
     unsigned nidle;
+    struct rcache *rc; /* windows of sequential pack reads; NULL when off */
 } s3_store;
+
+static void rcache_forget(s3_store *s, const char *obj);
 
 /* Reads [profile] from an AWS-style credentials file. 0 found, 1 absent, -1. */
 static int creds_from_file(s3_store *s, const char *path, const char *profile, int must,
@@ -561,6 +578,7 @@ typedef struct s3_call {
     long status;
     char etag[80];
     int64_t clen;        /* Content-Length of the answer, -1 unknown */
+    int64_t total;       /* the object's size from Content-Range, -1 unknown */
     sm_buf own;
     size_t got;
     int overflow;
@@ -594,6 +612,7 @@ static size_t on_header(char *d, size_t sz, size_t n, void *ud)
     if (!strncmp(line, "HTTP/", 5)) { /* a new response (after 100 Continue): start over */
         c->etag[0] = '\0';
         c->clen = -1;
+        c->total = -1;
     } else if (!strncasecmp(line, "etag:", 5)) {
         const char *v = line + 5;
         while (*v == ' ')
@@ -601,6 +620,9 @@ static size_t on_header(char *d, size_t sz, size_t n, void *ud)
         snprintf(c->etag, sizeof(c->etag), "%s", v);
     } else if (!strncasecmp(line, "content-length:", 15)) {
         c->clen = strtoll(line + 15, NULL, 10);
+    } else if (!strncasecmp(line, "content-range:", 14)) {
+        const char *slash = strchr(line, '/'); /* bytes FIRST-LAST/TOTAL */
+        c->total = slash && slash[1] != '*' ? strtoll(slash + 1, NULL, 10) : -1;
     }
     return k;
 }
@@ -776,6 +798,7 @@ static int s3_perform(s3_store *s, s3_call *c, sm_err *out_err)
         c->status = 0;
         c->etag[0] = '\0';
         c->clen = -1;
+        c->total = -1;
         c->got = 0;
         c->overflow = 0;
         sm_buf_reset(c->out);
@@ -895,7 +918,9 @@ static int s3_perform(s3_store *s, s3_call *c, sm_err *out_err)
             set_error(s, c, err, "the answer was cut short (%zu of %lld bytes)", c->got,
                       (long long)c->clen);
             retry = 1;
-        } else if (c->range && c->rlen && c->status == 206 && c->got != c->rlen) {
+        } else if (c->range && c->rlen && c->status == 206 && c->got != c->rlen &&
+                   !(c->total >= 0 && c->off + c->got == (uint64_t)c->total)) {
+            /* short, but not because the object ends there */
             set_error(s, c, err, "the answer was cut short (%zu of %llu bytes asked for)",
                       c->got, (unsigned long long)c->rlen);
             retry = 1;
@@ -1102,8 +1127,201 @@ static int s3_put(store *st, const char *key, const void *data, size_t len, sm_e
         rc = multipart_put(s, obj, data, len, err);
     else
         rc = single_put(s, obj, data, len, err);
+    rcache_forget(s, obj);
     free(obj);
     return rc;
+}
+
+/* ------------------------------------------------------- read-ahead cache */
+
+/* Reads of packs (data/...) go blob by blob. When they run sequentially
+ * through an object (a restore), one ranged GET of a readahead-sized window
+ * serves the next blobs from memory: one request where there were dozens.
+ * Scattered reads (a walk of the parent's trees) are left alone. Packs are
+ * immutable, so a window stays valid; deletes drop the object's windows.
+ * Memory stays under cfg->cache; windows being fetched are waited for, so
+ * parallel readers of one pack share one request. */
+typedef struct rwin {
+    char *obj;
+    uint64_t start, end; /* [start, end): tentative while loading */
+    int ready;
+    uint64_t used;       /* LRU tick */
+    sm_buf data;
+} rwin;
+
+typedef struct rcache {
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    rwin **v;
+    size_t n, cap;
+    uint64_t bytes, tick;
+    struct {
+        char *obj;
+        uint64_t end;
+    } seen[S3_SEQ_TRACK]; /* recent reads, round robin */
+    unsigned next_seen;
+} rcache;
+
+static rcache *rcache_new(void)
+{
+    rcache *rc = sm_xcalloc(1, sizeof(*rc));
+    pthread_mutex_init(&rc->mu, NULL);
+    pthread_cond_init(&rc->cv, NULL);
+    return rc;
+}
+
+static void rwin_free(rwin *w)
+{
+    free(w->obj);
+    sm_buf_release(&w->data);
+    free(w);
+}
+
+static void rcache_free(rcache *rc)
+{
+    if (!rc)
+        return;
+    for (size_t i = 0; i < rc->n; i++)
+        rwin_free(rc->v[i]);
+    for (unsigned i = 0; i < S3_SEQ_TRACK; i++)
+        free(rc->seen[i].obj);
+    free(rc->v);
+    pthread_cond_destroy(&rc->cv);
+    pthread_mutex_destroy(&rc->mu);
+    free(rc);
+}
+
+static void rcache_remove_at(rcache *rc, size_t i)
+{
+    if (rc->v[i]->ready)
+        rc->bytes -= rc->v[i]->data.len;
+    rwin_free(rc->v[i]);
+    rc->v[i] = rc->v[--rc->n];
+}
+
+/* Drops the windows of obj (deleted or rewritten); those still loading
+ * are left to their loader, which finds them gone. Locked by the caller. */
+static void rcache_forget_locked(rcache *rc, const char *obj)
+{
+    for (size_t i = 0; i < rc->n;)
+        if (rc->v[i]->ready && !strcmp(rc->v[i]->obj, obj))
+            rcache_remove_at(rc, i);
+        else
+            i++;
+}
+
+static void rcache_forget(s3_store *s, const char *obj)
+{
+    if (!s->rc)
+        return;
+    pthread_mutex_lock(&s->rc->mu);
+    rcache_forget_locked(s->rc, obj);
+    pthread_mutex_unlock(&s->rc->mu);
+}
+
+/* 1 when a read at off follows closely on an earlier read's end; records
+ * this read's end either way. Locked by the caller. */
+static int rcache_sequential(rcache *rc, const char *obj, uint64_t off, uint64_t end)
+{
+    int seq = 0;
+    unsigned k;
+
+    for (unsigned i = 0; i < S3_SEQ_TRACK && !seq; i++)
+        if (rc->seen[i].obj && !strcmp(rc->seen[i].obj, obj) &&
+            off + S3_SEQ_SLACK >= rc->seen[i].end && off <= rc->seen[i].end + S3_SEQ_SLACK)
+            seq = 1;
+    k = rc->next_seen++ % S3_SEQ_TRACK;
+    free(rc->seen[k].obj);
+    rc->seen[k].obj = sm_xstrdup(obj);
+    rc->seen[k].end = end;
+    return seq;
+}
+
+/* Serves [off, off+len) of obj from a window, fetching one when the read is
+ * sequential. 0 served, 1 not served (the caller reads it itself). */
+static int rcache_get(s3_store *s, const char *obj, uint64_t off, uint64_t len, sm_buf *out)
+{
+    rcache *rc = s->rc;
+    rwin *w = NULL;
+    s3_call c = {0};
+    sm_err e = SM_ERR_INIT;
+    int served = 1, ok;
+
+    pthread_mutex_lock(&rc->mu);
+    for (;;) {
+        rwin *hit = NULL;
+        for (size_t i = 0; i < rc->n && !hit; i++)
+            if (!strcmp(rc->v[i]->obj, obj) && rc->v[i]->start <= off &&
+                off + len <= rc->v[i]->end)
+                hit = rc->v[i];
+        if (!hit)
+            break;
+        if (hit->ready) {
+            hit->used = ++rc->tick;
+            sm_buf_reset(out);
+            sm_buf_put(out, hit->data.data + (off - hit->start), (size_t)len);
+            rcache_sequential(rc, obj, off, off + len);
+            pthread_mutex_unlock(&rc->mu);
+            return 0;
+        }
+        pthread_cond_wait(&rc->cv, &rc->mu); /* being fetched: wait, then look again */
+    }
+    if (!rcache_sequential(rc, obj, off, off + len)) {
+        pthread_mutex_unlock(&rc->mu);
+        return 1;
+    }
+    w = sm_xcalloc(1, sizeof(*w));
+    w->obj = sm_xstrdup(obj);
+    w->start = off;
+    w->end = off + (len > s->cfg->readahead ? len : s->cfg->readahead);
+    SM_GROW(rc->v, rc->cap, rc->n + 1);
+    rc->v[rc->n++] = w;
+    pthread_mutex_unlock(&rc->mu);
+
+    c.verb = "read";
+    c.method = "GET";
+    c.object = obj;
+    c.out = &w->data;
+    c.range = 1;
+    c.off = w->start;
+    c.rlen = w->end - w->start;
+    c.out_max = (size_t)c.rlen;
+    ok = s3_perform(s, &c, &e) == 0 && c.status == 206;
+
+    pthread_mutex_lock(&rc->mu);
+    for (size_t i = 0; i < rc->n; i++) {
+        if (rc->v[i] != w)
+            continue;
+        if (ok) {
+            w->end = w->start + w->data.len;
+            w->ready = 1;
+            w->used = ++rc->tick;
+            rc->bytes += w->data.len;
+            if (off + len <= w->end) {
+                sm_buf_reset(out);
+                sm_buf_put(out, w->data.data + (off - w->start), (size_t)len);
+                served = 0;
+            }
+        } else {
+            rcache_remove_at(rc, i);
+            w = NULL;
+        }
+        break;
+    }
+    /* keep within the budget: the least recently used ready windows go */
+    while (rc->bytes > s->cfg->cache) {
+        size_t victim = rc->n;
+        for (size_t i = 0; i < rc->n; i++)
+            if (rc->v[i]->ready && rc->v[i] != w &&
+                (victim == rc->n || rc->v[i]->used < rc->v[victim]->used))
+                victim = i;
+        if (victim == rc->n)
+            break;
+        rcache_remove_at(rc, victim);
+    }
+    pthread_cond_broadcast(&rc->cv);
+    pthread_mutex_unlock(&rc->mu);
+    return served; /* on a failure the caller's own read names the error */
 }
 
 static int s3_get(store *st, const char *key, uint64_t off, uint64_t len, sm_buf *out,
@@ -1117,6 +1335,11 @@ static int s3_get(store *st, const char *key, uint64_t off, uint64_t len, sm_buf
 
     if (len > SIZE_MAX / 2) {
         sm_err_set(err, SM_E_LIMIT, "object '%s' is too large to read at once", key);
+        goto out;
+    }
+    if (s->rc && len && len <= s->cfg->readahead / 2 && !strncmp(key, "data/", 5) &&
+        rcache_get(s, obj, off, len, out) == 0) {
+        rc = 0;
         goto out;
     }
     c.verb = "read";
@@ -1293,6 +1516,7 @@ static int s3_del(store *st, const char *key, sm_err *err)
     c.verb = "delete";
     c.method = "DELETE";
     c.object = obj;
+    rcache_forget(s, obj);
     if (s3_perform(s, &c, &e) < 0 && e.code != SM_E_NOTFOUND) {
         sm_err_copy(err, &e);
         rc = -1;
@@ -1362,6 +1586,7 @@ static void s3_free(store *st)
 
     for (unsigned i = 0; i < s->nidle; i++)
         curl_easy_cleanup(s->idle[i]);
+    rcache_free(s->rc);
     pthread_mutex_destroy(&s->mu);
     s3_settings_free(s->cfg);
     free(s->base_url);
@@ -1424,6 +1649,8 @@ int store_s3_open(store **out, const char *location, sm_err *err)
     s = sm_xcalloc(1, sizeof(*s));
     s->cfg = cfg;
     pthread_mutex_init(&s->mu, NULL);
+    if (cfg->readahead && cfg->cache >= cfg->readahead)
+        s->rc = rcache_new();
     plen = strlen(cfg->prefix);
     where = plen ? sm_xasprintf("s3://%s/%.*s", cfg->bucket, (int)(plen - 1), cfg->prefix)
                  : sm_xasprintf("s3://%s", cfg->bucket);

@@ -26,6 +26,9 @@
  *   retries=N               retries of a failed request (default 8)
  *   retry_base_ms=N         first back-off delay (default 100; doubles, with jitter)
  *   timeout=SECONDS         a transfer stalled this long is retried (default 60)
+ *   readahead=SIZE          sequential reads of a pack fetch windows this big
+ *                           (default 8M; 0: off) ...
+ *   cache=SIZE              ... kept in at most this much memory (default 64M)
  *
  * Credentials are never part of a location: they come from credentials=FILE,
  * else AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY (/ AWS_SESSION_TOKEN), else

@@ -25,6 +25,8 @@ typedef struct s3_settings {
     unsigned retries;       /* retries after the first attempt */
     unsigned retry_base_ms; /* first back-off delay */
     unsigned timeout;       /* seconds a transfer may stall */
+    uint64_t readahead;     /* window fetched by sequential reads of packs (0: off) */
+    uint64_t cache;         /* memory for those windows */
 } s3_settings;
 
 #define S3_MIN_PART_SIZE (5ull << 20)

@@ -46,3 +46,9 @@ awsx() { local ep=$1; shift; "$AWS" --endpoint-url "$ep" "$@"; }
 
 # s3_count ENDPOINT BUCKET PREFIX: objects under the prefix, as the AWS CLI lists them
 s3_count() { awsx "$1" s3 ls --recursive "s3://$2/$3" | wc -l; }
+
+# rgw_requests: how many requests radosgw has served so far (its perf counter)
+rgw_requests() {
+  ceph --admin-daemon "$T/rgw/run/client.rgw.asok" perf dump |
+    /usr/bin/python3 -c 'import json,sys; print(json.load(sys.stdin)["rgw"]["req"])'
+}

@@ -40,6 +40,16 @@ sm repo restore --repo "$L" "$id1" --target "$T/out1" 2>/dev/null && $TREETOOL c
   fail "restore from S3 differs"
 ok "packs over the threshold go up as multipart uploads (ETag -2), nothing unfinished is left, verify and restore match"
 
+# sequential reads of a pack are served from read-ahead windows: far fewer requests
+r0=$(rgw_requests)
+sm repo restore --repo "$L&readahead=0" "$id1" --target "$T/out-nora" 2>/dev/null || fail "restore without read-ahead"
+r1=$(rgw_requests)
+sm repo restore --repo "$L" "$id1" --target "$T/out-ra" 2>/dev/null && $TREETOOL compare "$T/src" "$T/out-ra/tree" ||
+  fail "restore with read-ahead differs"
+r2=$(rgw_requests)
+[ $((r2 - r1)) -lt $(((r1 - r0) / 2)) ] || fail "read-ahead did not save requests: $((r1 - r0)) without, $((r2 - r1)) with"
+ok "a restore with read-ahead windows takes $((r2 - r1)) requests where one blob per request takes $((r1 - r0))"
+
 # virtual-host addressing (http://BUCKET.localhost:PORT), same repository
 V="s3://sm-test/repo1?endpoint=http://localhost:${RGW##*:}&path_style=0"
 sm repo ls --repo "$V" 2>"$T/err" | grep -q "${id1:0:12}" || fail "virtual-host ls: $(cat "$T/err")"

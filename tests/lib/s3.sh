@@ -2,6 +2,7 @@
 # S3 servers for the tests, on 127.0.0.1 only (recipes in ../shared/RECIPES.md):
 #   s3.sh rgw-start DIR PORT MON_PORT   Ceph single node (1 mon, 1 memstore OSD, no mgr, no
 #                                        auth) + radosgw; verifies SigV4. User TESTKEY/TESTSECRET.
+#                                        (RGW_MEMSTORE_BYTES: its RAM store, default 2 GiB)
 #   s3.sh rgw-stop DIR
 #   s3.sh s3rver-start DIR PORT         s3rver 3.7.1 (npm, in tests/s3/node_modules); checks the
 #                                        access key only. User S3RVER/S3RVER.
@@ -60,7 +61,7 @@ auth service required = none
 auth client required = none
 ms mon client mode = crc
 osd objectstore = memstore
-memstore device bytes = 2147483648
+memstore device bytes = ${RGW_MEMSTORE_BYTES:-2147483648}
 osd pool default size = 1
 osd pool default min size = 1
 osd pool default pg num = 8

@@ -5,7 +5,8 @@ usage: s3proxy.py --listen PORT --upstream http://127.0.0.1:PORT --log FILE
                   [--rate 0.25] [--seed N] [--faults drop,500,503,slowdown,truncate,reset-after]
                   [--forbid] [--delay-ms N]
 
-For a share (--rate) of the requests it picks one fault at random:
+For a share (--rate, picked at random) of the requests it injects a fault, taking the
+faults in turn so that every kind shows up:
   drop         closes the connection before forwarding (the server never sees the request)
   reset-after  forwards the request, then closes the connection without answering (the server
                did the work; the client must retry safely)
@@ -35,6 +36,7 @@ rnd = random.Random(args.seed)
 faults = [f for f in args.faults.split(",") if f]
 lock = threading.Lock()
 stats = {"requests": 0, "faults": 0}
+turn = [0]
 logf = open(args.log, "a", buffering=1)
 
 HOP = {"connection", "keep-alive", "proxy-connection", "transfer-encoding", "te", "upgrade"}
@@ -84,7 +86,10 @@ class H(http.server.BaseHTTPRequestHandler):
         if args.forbid:
             return self.reply(403, error_xml("AccessDenied", "Access Denied"), "forbid")
         with lock:
-            fault = rnd.choice(faults) if faults and rnd.random() < args.rate else None
+            fault = None
+            if faults and rnd.random() < args.rate:
+                fault = faults[turn[0] % len(faults)]
+                turn[0] += 1
         if fault == "drop":
             self.note(0, fault)
             return self.cut()

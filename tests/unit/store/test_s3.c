@@ -38,6 +38,8 @@ static void a_bare_bucket_has_no_prefix_and_the_defaults(void **state)
     assert_true(s->multipart_threshold == 64u << 20);
     assert_int_equal(s->parallel, 4);
     assert_int_equal(s->retries, 8);
+    assert_true(s->readahead == 8u << 20);
+    assert_true(s->cache == 64u << 20);
     s3_settings_free(s);
 }
 
@@ -58,7 +60,8 @@ static void settings_are_read_and_percent_decoded(void **state)
                               "&path_style=0&storage_class=STANDARD_IA&sse=aws:kms"
                               "&sse_kms_key_id=k1&content_md5=0&part_size=8M"
                               "&multipart_threshold=32M&parallel=2&retries=3&retry_base_ms=5"
-                              "&timeout=9&credentials=/etc/c&profile=backup");
+                              "&timeout=9&credentials=/etc/c&profile=backup&readahead=0"
+                              "&cache=16M");
     (void)state;
     assert_string_equal(s->endpoint, "http://127.0.0.1:7480");
     assert_string_equal(s->region, "eu-west-1");
@@ -75,6 +78,8 @@ static void settings_are_read_and_percent_decoded(void **state)
     assert_int_equal(s->timeout, 9);
     assert_string_equal(s->credentials_file, "/etc/c");
     assert_string_equal(s->profile, "backup");
+    assert_true(s->readahead == 0);
+    assert_true(s->cache == 16u << 20);
     s3_settings_free(s);
 }
 
@@ -121,13 +126,15 @@ static void the_canonical_form_keeps_only_what_differs_from_the_defaults(void **
 
 static void formatting_then_parsing_gives_the_same_settings(void **state)
 {
-    s3_settings *s = parse_ok("s3://bkt/p?credentials=/a%26b/c%3Fd&profile=x%20y&retries=0");
+    s3_settings *s = parse_ok("s3://bkt/p?credentials=/a%26b/c%3Fd&profile=x%20y&retries=0"
+                              "&readahead=2M");
     char *f = s3_settings_format(s);
     s3_settings *t = parse_ok(f);
     (void)state;
     assert_string_equal(t->credentials_file, "/a&b/c?d");
     assert_string_equal(t->profile, "x y");
     assert_int_equal(t->retries, 0);
+    assert_true(t->readahead == 2u << 20);
     free(f);
     s3_settings_free(s);
     s3_settings_free(t);
