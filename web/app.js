@@ -85,10 +85,10 @@ function fmtSecs(s) {
   return `${Math.round(s / 86400)} days`;
 }
 
-/* datetime-local values, read and written as UTC: "YYYY-MM-DDTHH:MM" */
+/* datetime-local values, read and written as UTC: "YYYY-MM-DDTHH:MM[:SS]" */
 function utcInputValue(iso) {
   const d = parseTime(iso);
-  return d ? d.toISOString().slice(0, 16) : '';
+  return d ? d.toISOString().slice(0, 19) : '';
 }
 function fromUtcInput(v) {
   if (!/^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(:\d{2})?$/.test(v || '')) return null;
@@ -1033,16 +1033,16 @@ async function backupsView(main, params, query) {
 
   function renderPitr(w) {
     const input = h('input', {
-      type: 'datetime-local', id: 'pitr-time', name: 'target_time', step: '60',
+      type: 'datetime-local', id: 'pitr-time', name: 'target_time', step: '1',
       min: w.earliest ? utcInputValue(w.earliest) : null, max: w.latest ? utcInputValue(w.latest) : null,
       'aria-describedby': 'pitr-help pitr-error', disabled: !p.can_manage || !w.earliest,
     });
-    const help = h('div', { class: 'field-help', id: 'pitr-help' }, 'Time in UTC, to the minute.');
+    const help = h('div', { class: 'field-help', id: 'pitr-help' }, 'Time in UTC, to the second.');
     const err = h('div', { id: 'pitr-error', class: 'field-error', role: 'alert', hidden: true });
     const go = button('Restore to this time', { class: 'btn btn-danger', disabled: !p.can_manage || !w.earliest });
     input.addEventListener('input', () => {
       const d = parseTime(fromUtcInput(input.value));
-      help.textContent = d ? `Time in UTC, to the minute: ${fmtLocal(d.toISOString())}.` : 'Time in UTC, to the minute.';
+      help.textContent = d ? `Time in UTC, to the second: ${fmtLocal(d.toISOString())}.` : 'Time in UTC, to the second.';
     });
     const fail = msg => {
       err.textContent = msg;
