@@ -13,12 +13,7 @@
 # widths go to $BUILD_ROOT/ui-screenshots/.
 . "$(dirname "$0")/lib.sh"
 . "$(dirname "$0")/lib_project.sh"
-
-UI=$SOURCE_ROOT/tests/ui
-CHROMIUM=${CHROMIUM:-/usr/bin/chromium}
-command -v node >/dev/null || fail "node is missing: run scripts/install-deps.sh --test"
-[ -x "$CHROMIUM" ] || fail "$CHROMIUM is missing: run scripts/install-deps.sh --test"
-[ -d "$UI/node_modules/playwright-core" ] || fail "playwright-core is missing in $UI/node_modules: run scripts/install-deps.sh --test"
+. "$(dirname "$0")/lib_ui.sh"
 
 start_cluster src source
 make_project_files "$T/p"
@@ -31,7 +26,5 @@ start_service
 
 SHOTS=${BUILD_ROOT:-$T}/ui-screenshots
 rm -rf "$SHOTS" && mkdir -p "$SHOTS" || fail "cannot make $SHOTS"
-URL="http://127.0.0.1:$API/" PGPORT=$PORT PGUSER=$PG_SUPERUSER PROJECT_DIR="$T/p" SHOTS=$SHOTS T=$T \
-  SERVICE_LOG="$T/serve.log" CHROMIUM=$CHROMIUM \
-  node "$UI/ui-test.mjs" || fail "browser checks (service log: $T/serve.log)"
+run_ui ui-test.mjs PROJECT_DIR="$T/p" SHOTS="$SHOTS" || fail "browser checks (service log: $T/serve.log)"
 stop_service "$DAEMON" "$T/serve.log"

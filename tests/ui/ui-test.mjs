@@ -3,36 +3,17 @@
 // (PGPORT). playwright-core (pinned in package.json) drives Debian's chromium;
 // it never downloads a browser. Every step prints "ok - ..."; the first
 // failed check throws, and any console error or page error fails the run.
-import { createRequire } from 'node:module';
 import crypto from 'node:crypto';
 import { execFileSync, spawn } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
+import {
+  env, URL_, PGPORT, PGUSER, PSQL_ARGS, check, ok, jwt, psql, watch, expectStatus, expectNothing, signedIn, run,
+} from './lib.mjs';
 
-const require = createRequire(import.meta.url);
-const { chromium } = require('playwright-core');
-
-const env = name => {
-  const v = process.env[name];
-  if (!v) throw new Error(`${name} is not set`);
-  return v;
-};
-const URL_ = env('URL'), SECRET = env('JWT_SECRET'), PGPORT = env('PGPORT'), PGUSER = env('PGUSER');
 const PROJECT_DIR = env('PROJECT_DIR'), SHOTS = env('SHOTS'), T = env('T');
 const PID = 'abc123';
 
-function check(cond, what) {
-  if (!cond) throw new Error(`check failed: ${what}`);
-}
-const ok = what => console.log(`ok - ${what}`);
-
-/* A JWT as Supabase issues them: HS256 over JWT_SECRET. */
-function jwt(claims, secret = SECRET) {
-  const b64 = o => Buffer.from(JSON.stringify(o)).toString('base64url');
-  const now = Math.floor(Date.now() / 1000);
-  const signing = b64({ alg: 'HS256', typ: 'JWT' }) + '.' + b64(Object.assign({ iat: now, exp: now + 3600 }, claims));
-  return signing + '.' + crypto.createHmac('sha256', secret).update(signing).digest('base64url');
-}
 const tokens = {
   service: jwt({ role: 'service_role' }),
   owner: jwt({ role: 'authenticated', sub: 'user-owner' }),
@@ -42,15 +23,10 @@ const tokens = {
   forged: jwt({ role: 'service_role' }, 'not-the-secret-of-this-service'),
 };
 
-function psql(db, sql) {
-  return execFileSync('psql', ['-X', '-q', '-At', '-v', 'ON_ERROR_STOP=1', '-h', '127.0.0.1', '-p', PGPORT, '-U', PGUSER,
-    '-d', db, '-c', sql], { encoding: 'utf8' }).trim();
-}
-
 /* Holds an ACCESS EXCLUSIVE lock on a table until release(): pg_dump waits
  * for it, so a backup stays running for as long as the test needs. */
 async function holdLock(table) {
-  const p = spawn('psql', ['-X', '-q', '-At', '-v', 'ON_ERROR_STOP=1', '-h', '127.0.0.1', '-p', PGPORT, '-U', PGUSER, '-d', 'proj'],
+  const p = spawn('psql', [...PSQL_ARGS, '-d', 'proj'],
     { stdio: ['pipe', 'pipe', 'inherit'] });
   await new Promise((resolve, reject) => {
     let out = '';
@@ -159,29 +135,7 @@ async function checkFits(page, screen) {
   if (sw > w) a11yFailures.push(`${screen}: ${sw} px wide at a ${w} px phone width`);
 }
 
-/* Console errors and page errors fail the run. The only exceptions are the
- * browser's own "Failed to load resource" lines for answers a step expects
- * (a refused token is a 401, a refused schedule a 400): expectStatus(). */
-const problems = [];
-let expected = [];
-function expectStatus(status, urlPart) { expected.push({ status, urlPart }); }
-function watch(page, who) {
-  page.on('pageerror', e => problems.push(`${who}: page error: ${e.message}`));
-  page.on('console', m => {
-    if (m.type() !== 'error') return;
-    const text = m.text(), url = (m.location() && m.location().url) || '';
-    const st = /status of (\d+)/.exec(text);
-    if (m.type() === 'error' && st && expected.some(x => String(x.status) === st[1] && url.includes(x.urlPart))) return;
-    problems.push(`${who}: console ${m.type()}: ${text} (${url})`);
-  });
-}
-
-const browser = await chromium.launch({
-  executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
-  args: ['--no-sandbox', '--headless=new', '--disable-dev-shm-usage'], // root in CI; small /dev/shm in containers
-});
-let failed = false;
-try {
+await run(async browser => {
   // ---- the files and their headers, without a browser ----
   {
     const r = await fetch(URL_);
@@ -248,7 +202,7 @@ try {
   check(await page.getAttribute('#token', 'aria-invalid') === 'true', 'the field is marked invalid');
   await shot(page, '02-signin-forged');
   check(await page.evaluate(() => sessionStorage.getItem('supamanager.token')) === null, 'a refused token is not kept');
-  expected = [];
+  expectNothing();
   ok('sign-in explains a non-JWT, an expired token and a forged one, and keeps none of them');
 
   await signIn(tokens.owner);
@@ -290,7 +244,7 @@ try {
   const busy = await page.textContent('dialog[open] .notice-error');
   check(/The backup was not started: .*busy/.test(busy), `a second backup meanwhile: ${busy}`);
   await page.click('dialog[open] button:has-text("Cancel")');
-  expected = [];
+  expectNothing();
   await page.reload();
   await page.waitForSelector(`tr[data-id="${bid}"][data-status=CREATING] [role=progressbar]`);
   // the phase comes with the events (the backup waits for the lock in its database dump)
@@ -388,7 +342,7 @@ try {
   await page.waitForSelector('#sch-retention-error:not([hidden])');
   check(/'retention' must be a whole number/.test(await page.textContent('#sch-retention-error')) && await page.isHidden('#sch-time-error'),
     'retention error beside retention only');
-  expected = [];
+  expectNothing();
   const still = await (await fetch(`${URL_}platform/projects/${PID}/backup-schedule`, { headers: { Authorization: `Bearer ${tokens.owner}` } })).json();
   check(still.time === '03:30' && still.retention === 5, 'refused schedules changed nothing');
   ok('a bad schedule shows the server\'s message beside the field it names, and changes nothing');
@@ -516,22 +470,9 @@ try {
   await page.waitForSelector('#totals, .empty h3');
   ok('Import uploads with a progress bar and creates the project');
 
-  /* a fresh browser context (its own session storage) signed in with a token */
-  const signedIn = async who => {
-    const c = await browser.newContext({ viewport: DESKTOP });
-    c.setDefaultTimeout(60000);
-    const pg = await c.newPage();
-    watch(pg, who);
-    await pg.goto(URL_);
-    await pg.fill('#token', tokens[who]);
-    await pg.click('form button[type=submit]');
-    await pg.waitForSelector('table.data, .empty h3');
-    return [c, pg];
-  };
-
   // ---- a member of the project's organization may look, not change ----
   {
-    const [ctx3, p3] = await signedIn('member');
+    const [ctx3, p3] = await signedIn(browser, tokens.member, 'member');
     check(/View only/.test(await p3.textContent('table.data')), 'the member sees the project as view only');
     await p3.click('a.row-link');
     await p3.waitForSelector('#totals');
@@ -544,7 +485,7 @@ try {
   }
 
   // ---- a stranger sees no project ----
-  const [ctx2, p2] = await signedIn('stranger');
+  const [ctx2, p2] = await signedIn(browser, tokens.stranger, 'stranger');
   check(/No projects/.test(await p2.textContent('.empty')) && !(await p2.isVisible('a.row-link')), 'stranger');
   await shot(p2, '18-projects-stranger');
   await p2.goto(URL_ + `#/projects/${PID}`);
@@ -564,16 +505,5 @@ try {
   check(!/sig=/.test(log), 'a signed link is in the service log');
   ok('no token and no signed link in the service log');
   await ctx.close();
-} catch (e) {
-  failed = true;
-  console.error(`FAIL: ${e.message}`);
-} finally {
-  await browser.close();
-}
-if (problems.length) {
-  failed = true;
-  console.error('FAIL: console errors:\n  ' + problems.join('\n  '));
-} else if (!failed) {
-  ok(`no console errors; ${shots.length} screenshots in ${SHOTS}`);
-}
-process.exit(failed ? 1 : 0);
+  ok(`${shots.length} screenshots in ${SHOTS}`);
+});
