@@ -1273,7 +1273,14 @@ static void base_retention(ops_ctx *o, const char *project_id, const json_t *doc
     nb = json_array_size(bases);
     if (nb <= keep)
         goto out;
-    from = base_start_segno(json_array_get(bases, nb - keep), seg_size);
+    /* the WAL from the earliest start among the kept ones (by LSN: after a
+     * restore to an earlier point, a newer base may start lower) */
+    from = -1;
+    for (i = nb - keep; i < nb; i++) {
+        int64_t sg = base_start_segno(json_array_get(bases, i), seg_size);
+        if (sg >= 0 && (from < 0 || sg < from))
+            from = sg;
+    }
     if (from < 0)
         goto out;
     /* a WAL snapshot goes when every file in it is older than the oldest

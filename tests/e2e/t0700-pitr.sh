@@ -168,6 +168,19 @@ PY
 ok "the API restore brought batch 9 back, not batch 10"
 stop_service "$DAEMON" "$T/serve.log"
 
+# the service takes a base backup when the newest is older than the interval (24 h): a day later
+nb() { sm pitr status pitr1 --json | python3 -c 'import json,sys; print(len(json.load(sys.stdin)["base_backups"]))'; }
+echo $(( $(date +%s) + 25 * 3600 )) >"$T/now"
+SUPAMANAGER_NOW=@$T/now start_service
+for _ in $(seq 300); do
+  [ "$(sm pitr status pitr1 --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["base_backups"][-1]["finished_at"] > sys.argv[1])' "$(date -u -d '+24 hours' +%Y-%m-%dT%H:%M:%SZ)")" = True ] && break
+  sleep 0.2
+done
+[ "$(sm pitr status pitr1 --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["base_backups"][-1]["finished_at"] > sys.argv[1])' "$(date -u -d '+24 hours' +%Y-%m-%dT%H:%M:%SZ)")" = True ] ||
+  fail "no scheduled base backup a day later: $(tail -5 "$T/serve.log")"
+stop_service "$DAEMON" "$T/serve.log"
+ok "the service takes a base backup when the newest is a day old"
+
 # a time before the first base backup is refused, the future too
 expect_fail 2 "is before the earliest restorable point" -- sm restore pitr1 --target-time "2001-01-01 00:00:00+00" --yes
 expect_fail 2 "is in the future" -- sm restore pitr1 --target-time "2099-01-01 00:00:00Z" --yes
