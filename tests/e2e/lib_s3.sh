@@ -52,3 +52,17 @@ rgw_requests() {
   ceph --admin-daemon "$T/rgw/run/client.rgw.asok" perf dump |
     /usr/bin/python3 -c 'import json,sys; print(json.load(sys.stdin)["rgw"]["req"])'
 }
+
+# proxy UPSTREAM NAME ARGS...: tests/lib/s3proxy.py in front of UPSTREAM, logging to $T/NAME.log;
+# sets PX (its URL)
+proxy() {
+  local up=$1 name=$2 port pid
+  shift 2
+  port=$(s3_free_port)
+  /usr/bin/python3 "$SOURCE_ROOT/tests/lib/s3proxy.py" --listen "$port" --upstream "$up" --log "$T/$name.log" "$@" \
+    2>"$T/$name.err" &
+  pid=$!
+  on_exit "kill $pid"
+  for _ in $(seq 100); do curl -s -o /dev/null "http://127.0.0.1:$port/" && break; sleep 0.05; done
+  PX=http://127.0.0.1:$port
+}

@@ -1,7 +1,8 @@
 #!/bin/bash
 # The S3 store against a second implementation, s3rver (npm): a round trip of a tree with a
 # multipart-sized file, an incremental backup, verify, restore, prune, and a copy back to a
-# directory that verifies on its own.
+# directory that verifies on its own. Through a logging proxy: the headers every upload
+# carries (storage class, server-side encryption, Content-MD5, the signed SHA-256).
 . "$(dirname "$0")/lib.sh"
 . "$(dirname "$0")/lib_s3.sh"
 
@@ -34,3 +35,19 @@ sm repo copy --from "$L" --to "$T/local" --quiet >/dev/null 2>"$T/err" || fail "
 sm repo verify --repo "$T/local" --all >/dev/null 2>"$T/err" || fail "verify of the copy: $(cat "$T/err")"
 sm repo restore --repo "$T/local" latest --target "$T/out3" 2>/dev/null && $TREETOOL compare "$T/src" "$T/out3/tree" || fail "restore of the copy"
 ok "s3rver: repo copy to a directory gives a repository that verifies and restores"
+
+# what goes on the wire: a proxy logs the headers of every request
+proxy "$S3RVER" hdr --rate 0 --log-headers x-amz-storage-class,x-amz-server-side-encryption,content-md5,x-amz-content-sha256
+H="s3://sm-s3rver/hdr?endpoint=$PX&storage_class=STANDARD_IA&sse=AES256&multipart_threshold=5M&part_size=5M"
+sm repo init --repo "$H" --pack-size 8M >/dev/null 2>"$T/err" || fail "init through the proxy: $(cat "$T/err")"
+sm repo backup --repo "$H" tree="$T/src" >/dev/null 2>"$T/err" || fail "backup through the proxy: $(cat "$T/err")"
+sha='x-amz-content-sha256=[0-9a-f]{64}$'
+single=$(grep -E "^PUT /sm-s3rver/hdr/data/[^?]* -> 200" "$T/hdr.log" | head -1)
+grep -Eq "x-amz-storage-class=STANDARD_IA x-amz-server-side-encryption=AES256 content-md5=[A-Za-z0-9+/]{22}== $sha" <<<"$single" ||
+  fail "a pack PUT without the headers: $single"
+init=$(grep -E "^POST /sm-s3rver/hdr/data/.*\?uploads= -> 200" "$T/hdr.log" | head -1)
+grep -q "x-amz-storage-class=STANDARD_IA x-amz-server-side-encryption=AES256" <<<"$init" || fail "multipart initiation: $init"
+part=$(grep -E "^PUT /sm-s3rver/hdr/data/.*partNumber=2&uploadId=" "$T/hdr.log" | head -1)
+grep -Eq "content-md5=[A-Za-z0-9+/]{22}== $sha" <<<"$part" || fail "a part without its checksums: $part"
+[ -z "$(grep -E '^(PUT|POST) ' "$T/hdr.log" | grep -Ev "$sha")" ] || fail "a request without a signed payload hash"
+ok "uploads carry x-amz-storage-class, x-amz-server-side-encryption, Content-MD5 and the signed SHA-256"
