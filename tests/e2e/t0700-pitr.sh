@@ -196,6 +196,19 @@ read -r nb nw <<<"$after"
 expect_fail 3 "WAL file $first is not in the archive" -- sm wal-fetch --project pitr1 "$first" "$T/first2"
 ok "retention keeps 2 base backups and prunes the WAL only the oldest needed ($before -> $nw files)"
 
+# to a transaction id; then --latest, which also replays what the server had not archived yet
+q "CREATE TABLE x1 AS SELECT 1 AS v" >/dev/null
+XID=$(q "BEGIN; CREATE TABLE x2 AS SELECT 2 AS v; SELECT txid_current(); COMMIT;" | head -1)
+q "CREATE TABLE x3 AS SELECT 3 AS v" >/dev/null
+q "SELECT pg_switch_wal()" >/dev/null
+out=$(sm restore pitr1 --target-xid "$XID" --yes 2>&1) || fail "restore to xid $XID: $out"
+[ "$(q "SELECT count(*) FROM pg_tables WHERE tablename IN ('x1', 'x2', 'x3')")" = 2 ] &&
+  [ "$(q "SELECT to_regclass('x3') IS NULL")" = t ] || fail "after restore to xid $XID: $(q "SELECT string_agg(tablename, ',') FROM pg_tables WHERE tablename LIKE 'x_'")"
+q "CREATE TABLE unarchived AS SELECT 42 AS v" >/dev/null # still in pg_wal, not archived
+out=$(sm restore pitr1 --latest --yes 2>&1) || fail "restore --latest: $out"
+[ "$(q "SELECT v FROM unarchived")" = 42 ] && [ "$(q "SELECT count(*) FROM x2")" = 1 ] || fail "--latest lost the newest, unarchived commit"
+ok "restore to a transaction id, and --latest with the server's unarchived WAL"
+
 # 4. a WAL segment lost before it reached the repository
 SPOOL=$DATA.wal-spool
 q "CREATE TABLE g1 AS SELECT 1 AS x" >/dev/null
