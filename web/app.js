@@ -124,12 +124,14 @@ const shortDateTime = new Intl.DateTimeFormat('en-US', {
   timeZone: 'UTC', month: 'short', day: 'numeric', hour: '2-digit', minute: '2-digit', hourCycle: 'h23',
 });
 
-function fmtUtc(iso, long) {
+/* "Mar 15, 2025 02:00 UTC"; long: "March 15, ..."; secs: "02:00:07 UTC" (PITR) */
+function fmtUtc(iso, long, secs) {
   const d = parseTime(iso);
   if (!d) return '—';
   const o = {};
   for (const part of (long ? utcLong : utcFmt).formatToParts(d)) o[part.type] = part.value;
-  return `${o.month} ${o.day}, ${o.year} ${o.hour}:${o.minute} UTC`;
+  const ss = secs ? `:${String(d.getUTCSeconds()).padStart(2, '0')}` : '';
+  return `${o.month} ${o.day}, ${o.year} ${o.hour}:${o.minute}${ss} UTC`;
 }
 function fmtLocal(iso) {
   const d = parseTime(iso);
@@ -1057,11 +1059,11 @@ async function backupsView(main, params, query) {
       const d = parseTime(target);
       if (!d) return fail('Pick the date and time (UTC) to restore to.');
       if ((w.earliest && d < parseTime(w.earliest)) || (w.latest && d > parseTime(w.latest))) {
-        return fail(`Pick a time inside the recoverable window: ${fmtUtc(w.earliest)} to ${fmtUtc(w.latest)}.`);
+        return fail(`Pick a time inside the recoverable window: ${fmtUtc(w.earliest, false, true)} to ${fmtUtc(w.latest, false, true)}.`);
       }
       const yes = await confirmDialog('Point-in-time restore', [
         h('dl', { class: 'facts' }, h('dt', {}, 'Project:'), h('dd', {}, `${p.name || pid} (${pid})`),
-          h('dt', {}, 'Restore to:'), h('dd', {}, fmtUtc(target, true)), h('dt', {}, ''), h('dd', { class: 'muted' }, fmtLocal(target))),
+          h('dt', {}, 'Restore to:'), h('dd', {}, fmtUtc(target, true, true)), h('dt', {}, ''), h('dd', { class: 'muted' }, fmtLocal(target))),
         h('div', { class: 'notice notice-warn' }, h('strong', {}, '⚠ Warning: '), 'This will overwrite current project data.',
           h('div', { class: 'small' }, 'The database is brought back to how it was at that moment; changes made after it are lost.')),
       ], 'Restore Project', true);
@@ -1069,7 +1071,7 @@ async function backupsView(main, params, query) {
       setBusy(go, true, 'Starting…');
       try {
         const r = await api.post(`${base}/pitr/restore`, { target_time: target });
-        trackJob({ id: r.job_id || r.id, kind: 'pitr', project: pid, label: `Point-in-time restore to ${fmtUtc(target)}` });
+        trackJob({ id: r.job_id || r.id, kind: 'pitr', project: pid, label: `Point-in-time restore to ${fmtUtc(target, false, true)}` });
         renderJobs();
       } catch (e) {
         fail(e.message);
@@ -1083,8 +1085,8 @@ async function backupsView(main, params, query) {
         lag === null ? null : h('span', { class: `badge ${lag > 600 ? 'badge-warn' : 'badge-ok'}` }, `WAL lag ${fmtSecs(lag)}`)),
       h('div', { class: 'card-body' },
         w.earliest
-          ? h('p', { id: 'pitr-window' }, 'The database can be restored to any moment from ', h('strong', {}, fmtUtc(w.earliest)),
-            w.latest ? [' to ', h('strong', {}, fmtUtc(w.latest))] : ' on (no WAL archived after it yet)',
+          ? h('p', { id: 'pitr-window' }, 'The database can be restored to any moment from ', h('strong', {}, fmtUtc(w.earliest, false, true)),
+            w.latest ? [' to ', h('strong', {}, fmtUtc(w.latest, false, true))] : ' on (no WAL archived after it yet)',
             h('span', { class: 'sub-line' }, ` (${fmtLocal(w.earliest)}${w.latest ? ` to ${fmtLocal(w.latest)}` : ''})`))
           : h('p', { id: 'pitr-window' }, 'WAL is being archived; the window opens with the next completed backup.'),
         h('div', { class: 'field inline-field' }, h('label', { for: 'pitr-time' }, 'Restore to (UTC)'),

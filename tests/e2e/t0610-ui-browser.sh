@@ -25,6 +25,6 @@ sm project add abc123 --name "My App" --db-url "$(pg_url "$PORT" proj)" --storag
 start_service
 
 SHOTS=${BUILD_ROOT:-$T}/ui-screenshots
-rm -rf "$SHOTS" && mkdir -p "$SHOTS" || fail "cannot make $SHOTS"
+mkdir -p "$SHOTS" && rm -f "$SHOTS"/[0-9][0-9]-*.png || fail "cannot make $SHOTS"
 run_ui ui-test.mjs PROJECT_DIR="$T/p" SHOTS="$SHOTS" || fail "browser checks (service log: $T/serve.log)"
 stop_service "$DAEMON" "$T/serve.log"
