@@ -1,13 +1,16 @@
 #!/usr/bin/env bash
 # What the browser tests of the web UI need (scripts/install-deps.sh --test runs it):
-# Debian's chromium, Node.js with npm, and playwright-core at the version pinned in
+# Debian's chromium and a font, Node.js with npm, and playwright-core at the version pinned in
 # tests/ui/package-lock.json, installed into tests/ui/node_modules. Idempotent and quiet
 # when everything is there. No browser is downloaded: the tests drive /usr/bin/chromium.
 set -euo pipefail
 ui="$(cd "$(dirname "$0")/.." && pwd)/tests/ui"
 
 missing=()
-dpkg-query -W -f='${Status}' chromium 2>/dev/null | grep -q "install ok installed" || missing+=(chromium)
+# a font, or a fresh system's chromium draws the screenshots without text
+for p in chromium fonts-dejavu-core; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
 # Debian's Node.js unless a node is there already (a node from elsewhere brings its own npm)
 command -v node >/dev/null || missing+=(nodejs)
 command -v npm >/dev/null || missing+=(npm)
