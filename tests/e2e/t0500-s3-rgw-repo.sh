@@ -25,6 +25,15 @@ grep -Eq "^  write +FAILED +cannot write 'repo1/check/probe-[0-9a-f]+' in S3 buc
   fail "wrong-secret report: $(cat "$T/bad.out")"
 ok "a wrong secret fails every step with HTTP 403 SignatureDoesNotMatch, the bucket and the key, unretried"
 
+sm store check "s3://no-such-bucket/x?endpoint=$RGW" >"$T/nb.out" 2>&1 && fail "store check of a missing bucket passed"
+grep -q "in S3 bucket 'no-such-bucket': HTTP 404 NoSuchBucket" "$T/nb.out" && grep -q "Create the bucket first" "$T/nb.out" ||
+  fail "missing bucket: $(cat "$T/nb.out")"
+sm repo init --repo "s3://sm-test/x?endpoint=http://127.0.0.1:1&retries=1&retry_base_ms=1" >/dev/null 2>"$T/conn.err" &&
+  fail "init against a closed port passed"
+grep -q "Couldn't connect to server (curl error 7) (after 2 attempts)" "$T/conn.err" &&
+  grep -q "Check the S3 endpoint (http://127.0.0.1:1)" "$T/conn.err" || fail "closed port: $(cat "$T/conn.err")"
+ok "a missing bucket (404 NoSuchBucket) and a closed endpoint (retried, then named) get messages that say what to fix"
+
 # a repository with multipart packs: 12 MiB of incompressible data in 8 MiB packs, 5 MiB parts
 mkdir -p "$T/src/sub"
 head -c 12000000 /dev/urandom >"$T/src/big.bin"
@@ -50,6 +59,17 @@ r2=$(rgw_requests)
 [ $((r2 - r1)) -lt $(((r1 - r0) / 2)) ] || fail "read-ahead did not save requests: $((r1 - r0)) without, $((r2 - r1)) with"
 ok "a restore with read-ahead windows takes $((r2 - r1)) requests where one blob per request takes $((r1 - r0))"
 
+# credentials from a file named in the location, or the shared file with a profile; none in the env
+printf '[default]\naws_access_key_id = TESTKEY\naws_secret_access_key = wrong\n[backup]\naws_access_key_id=TESTKEY\naws_secret_access_key=TESTSECRET\n' >"$T/creds"
+env -u AWS_ACCESS_KEY_ID -u AWS_SECRET_ACCESS_KEY "$SM" repo ls --repo "$L&credentials=$T/creds&profile=backup" 2>"$T/err" |
+  grep -q "${id1:0:12}" || fail "credentials file: $(cat "$T/err")"
+env -u AWS_ACCESS_KEY_ID -u AWS_SECRET_ACCESS_KEY AWS_SHARED_CREDENTIALS_FILE="$T/creds" AWS_PROFILE=backup \
+  "$SM" repo ls --repo "$L" 2>"$T/err" | grep -q "${id1:0:12}" || fail "shared credentials file: $(cat "$T/err")"
+env -u AWS_ACCESS_KEY_ID -u AWS_SECRET_ACCESS_KEY AWS_SHARED_CREDENTIALS_FILE="$T/creds" \
+  "$SM" repo ls --repo "$L" >/dev/null 2>"$T/err" && fail "the default profile's wrong secret was accepted"
+grep -q "SignatureDoesNotMatch" "$T/err" || fail "default profile: $(cat "$T/err")"
+ok "credentials come from credentials=FILE&profile=, or the shared file and AWS_PROFILE"
+
 # virtual-host addressing (http://BUCKET.localhost:PORT), same repository
 V="s3://sm-test/repo1?endpoint=http://localhost:${RGW##*:}&path_style=0"
 sm repo ls --repo "$V" 2>"$T/err" | grep -q "${id1:0:12}" || fail "virtual-host ls: $(cat "$T/err")"
@@ -63,11 +83,20 @@ idm=$(sm repo backup --repo "$P" many="$T/many.bin" 2>"$T/err") || fail "backup 
 n=$(s3_count "$RGW" sm-test many/data/)
 [ "$n" -gt 1000 ] || fail "only $n packs: the paging test needs more than 1000"
 sm repo verify --repo "$P" --all >"$T/v.out" 2>&1 || fail "verify many: $(cat "$T/v.out")"
+# a copy killed half way leaves a valid (older) repository and resumes where it stopped
+"$SM" repo copy --from "$P" --to "$T/many-local" --parallel 1 >"$T/c0.out" 2>&1 &
+cpid=$!
+for _ in $(seq 600); do [ "$(grep -c '^copied  data/' "$T/c0.out")" -ge 100 ] && break; sleep 0.05; done
+kill -9 $cpid; wait $cpid 2>/dev/null
+got=$(find "$T/many-local/data" -type f | wc -l)
+[ "$got" -ge 100 ] && [ "$got" -lt "$n" ] && [ ! -d "$T/many-local/snapshots" ] || fail "the copy was not stopped half way (test setup): $got of $n"
+sm repo verify --repo "$T/many-local" >"$T/v0.out" 2>&1 || fail "the interrupted copy is not a valid repository: $(cat "$T/v0.out")"
 sm repo copy --from "$P" --to "$T/many-local" --quiet >"$T/c.out" 2>&1 || fail "copy: $(cat "$T/c.out")"
+grep -Eq "already there" "$T/c.out" && ! grep -q ", 0 already there" "$T/c.out" || fail "the resumed copy did not skip: $(cat "$T/c.out")"
 [ "$(find "$T/many-local/data" -type f | wc -l)" = "$n" ] || fail "copy got $(find "$T/many-local/data" -type f | wc -l) of $n packs"
 sm repo copy --from "$T/many-local" --to "$P" --quiet >"$T/c2.out" 2>&1 &&
   grep -q "copied 0 objects (0 B), $(find "$T/many-local" -type f | wc -l) already there" "$T/c2.out" || fail "second copy: $(cat "$T/c2.out")"
-ok "$n packs: ListObjectsV2 paging lists them all for verify and copy"
+ok "$n packs: ListObjectsV2 paging lists them all for verify and copy; a copy killed at $got packs was valid and resumed"
 
 # prune: a second snapshot, keep the last, the first one's packs go away
 head -c 300000 /dev/urandom >"$T/many.bin"
