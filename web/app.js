@@ -389,6 +389,18 @@ function showWho() {
   } else {
     who.hidden = true;
   }
+  watchExpiry();
+}
+
+/* Signs out when the token expires, instead of at the next refused call. */
+let expiryTimer = null;
+function watchExpiry() {
+  clearTimeout(expiryTimer);
+  expiryTimer = null;
+  const ms = claims && claims.exp ? claims.exp * 1000 - Date.now() : NaN;
+  if (!(ms <= 2147483647)) return; // beyond setTimeout's reach (24.8 days): a refused call does it
+  const at = fmtUtc(new Date(claims.exp * 1000).toISOString(), false, true);
+  expiryTimer = setTimeout(() => signOut(`Your token expired at ${at}: sign in with a new one.`), Math.max(0, ms));
 }
 
 function signOut(message) {

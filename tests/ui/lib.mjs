@@ -61,12 +61,14 @@ export function watch(page, who) {
 }
 
 /* A fresh browser context (its own session storage) signed in with token;
- * waits for the projects list. Returns [context, page]. */
+ * waits for the projects list. opts.context: more context options; opts.clock:
+ * the page's clock is installed first (driven by the test). Returns [context, page]. */
 export async function signedIn(browser, token, who, opts = {}) {
-  const c = await browser.newContext(Object.assign({ viewport: { width: 1280, height: 860 } }, opts));
+  const c = await browser.newContext(Object.assign({ viewport: { width: 1280, height: 860 } }, opts.context));
   c.setDefaultTimeout(60000); // generous: CI runs this beside other tests, under sanitizers too
   const pg = await c.newPage();
   watch(pg, who);
+  if (opts.clock) await pg.clock.install();
   await pg.goto(URL_);
   await pg.fill('#token', token);
   await pg.click('form button[type=submit]');

@@ -17,7 +17,7 @@ await run(async browser => {
   }
   check(w.enabled && w.earliest && w.earliest < `${TARGET}Z` && w.latest >= `${TARGET}Z`, `window: ${JSON.stringify(w)}`);
 
-  const [ctx, page] = await signedIn(browser, owner, 'owner', { timezoneId: 'Europe/Berlin' });
+  const [ctx, page] = await signedIn(browser, owner, 'owner', { context: { timezoneId: 'Europe/Berlin' } });
   await page.click('a.row-link');
   await page.waitForSelector('#pitr-window');
   const shown = await page.textContent('#pitr-window');

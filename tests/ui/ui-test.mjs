@@ -484,6 +484,18 @@ await run(async browser => {
     ok('a member of the organization sees the backups read-only (buttons disabled, and says why)');
   }
 
+  // ---- the page signs out when the token expires (the page's clock is driven) ----
+  {
+    const expiring = jwt({ role: 'authenticated', sub: 'user-owner', exp: Math.floor(Date.now() / 1000) + 600 });
+    const [c, pg] = await signedIn(browser, expiring, 'expiring', { clock: true });
+    await pg.clock.fastForward('10:30');
+    await pg.waitForSelector('#token');
+    check(/Your token expired at .* UTC: sign in with a new one/.test(await pg.textContent('#token-error')) &&
+      await pg.evaluate(() => sessionStorage.getItem('supamanager.token')) === null, 'signed out at expiry, and says why');
+    await c.close();
+    ok('when the token expires the page signs out and says so');
+  }
+
   // ---- a stranger sees no project ----
   const [ctx2, p2] = await signedIn(browser, tokens.stranger, 'stranger');
   check(/No projects/.test(await p2.textContent('.empty')) && !(await p2.isVisible('a.row-link')), 'stranger');
