@@ -1,6 +1,7 @@
 /* `supamanager backup|restore|import ...`: project backups from the command
  * line. Argument parsing and output only; the work is in src/job/ops.c. */
 #include "cli/commands.h"
+#include "cli/env.h"
 #include "cli/output.h"
 
 #include "catalog/catalog.h"
@@ -97,48 +98,7 @@ static int parse(int argc, char **argv, bargs *a)
     return 0;
 }
 
-typedef struct env {
-    catalog *cat;
-    char *secret;
-    ops_ctx o;
-    cli_progress prog;
-} env;
-
-/* Opens the catalog and reads the secret (needed = 1: fail without one). */
-static int env_open(env *e, int needed, int quiet, sm_err *err)
-{
-    memset(e, 0, sizeof(*e));
-    if (catalog_open(&e->cat, cli_home(), err) < 0)
-        return -1;
-    e->secret = cli_secret(NULL, "ENCRYPTION_SECRET", err);
-    if (!e->secret && needed) {
-        if (err->code == SM_OK) {
-            sm_err_set(err, SM_E_BADKEY, "ENCRYPTION_SECRET is not set");
-            sm_err_hint(err, "Set ENCRYPTION_SECRET: it encrypts every project's backups; keep a "
-                             "copy somewhere safe.");
-        }
-        return -1;
-    }
-    ops_ctx_init(&e->o, e->cat, e->secret);
-    cli_install_signals();
-    e->o.cancel = &cli_cancel;
-    cli_progress_init(&e->prog, quiet);
-    e->o.event = cli_ops_event;
-    e->o.event_ud = &e->prog;
-    return 0;
-}
-
-static void env_close(env *e)
-{
-    cli_progress_done(&e->prog);
-    catalog_close(e->cat);
-    if (e->secret) {
-        sm_wipe(e->secret, strlen(e->secret));
-        free(e->secret);
-    }
-}
-
-static int finish(env *e, int rc, sm_err *err)
+static int finish(cli_env *e, int rc, sm_err *err)
 {
     cli_progress_done(&e->prog);
     if (rc < 0) {
@@ -153,7 +113,7 @@ static int finish(env *e, int rc, sm_err *err)
 static int backup_create(int argc, char **argv)
 {
     bargs a;
-    env e;
+    cli_env e;
     sm_err err = SM_ERR_INIT;
     ops_backup_opts bo;
     char *id = NULL;
@@ -164,8 +124,8 @@ static int backup_create(int argc, char **argv)
     if (a.npos != 1)
         return cli_usage("usage: supamanager backup create PROJECT [--type "
                          "full|database|storage|incremental] [--json]");
-    if (env_open(&e, 1, a.json, &err) < 0) {
-        env_close(&e);
+    if (cli_env_open(&e, 1, a.json, &err) < 0) {
+        cli_env_close(&e);
         return cli_fail(&err);
     }
     memset(&bo, 0, sizeof(bo));
@@ -192,14 +152,14 @@ static int backup_create(int argc, char **argv)
     }
     rc = finish(&e, rc, &err);
     free(id);
-    env_close(&e);
+    cli_env_close(&e);
     return rc;
 }
 
 static int backup_list(int argc, char **argv)
 {
     bargs a;
-    env e;
+    cli_env e;
     sm_err err = SM_ERR_INIT;
     backup_rec **v = NULL;
     size_t n = 0;
@@ -212,7 +172,7 @@ static int backup_list(int argc, char **argv)
         return 2;
     if (a.npos != 1)
         return cli_usage("usage: supamanager backup list PROJECT [--json]");
-    if (env_open(&e, 0, 1, &err) < 0 || catalog_project_get(e.cat, a.pos[0], &p, &err) < 0 ||
+    if (cli_env_open(&e, 0, 1, &err) < 0 || catalog_project_get(e.cat, a.pos[0], &p, &err) < 0 ||
         catalog_backup_list(e.cat, a.pos[0], NULL, &v, &n, &err) < 0) {
         rc = cli_fail(&err);
         goto out;
@@ -256,14 +216,14 @@ static int backup_list(int argc, char **argv)
 out:
     backup_list_free(v, n);
     project_free(p);
-    env_close(&e);
+    cli_env_close(&e);
     return rc;
 }
 
 static int backup_show(int argc, char **argv)
 {
     bargs a;
-    env e;
+    cli_env e;
     sm_err err = SM_ERR_INIT;
     backup_rec *b = NULL;
     int rc = 1;
@@ -272,7 +232,7 @@ static int backup_show(int argc, char **argv)
         return 2;
     if (a.npos != 1)
         return cli_usage("usage: supamanager backup show BACKUP [--json]");
-    if (env_open(&e, 0, 1, &err) < 0 || catalog_backup_get(e.cat, a.pos[0], &b, &err) < 0) {
+    if (cli_env_open(&e, 0, 1, &err) < 0 || catalog_backup_get(e.cat, a.pos[0], &b, &err) < 0) {
         rc = cli_fail(&err);
         goto out;
     }
@@ -312,14 +272,14 @@ static int backup_show(int argc, char **argv)
     rc = 0;
 out:
     backup_rec_free(b);
-    env_close(&e);
+    cli_env_close(&e);
     return rc;
 }
 
 static int backup_delete(int argc, char **argv)
 {
     bargs a;
-    env e;
+    cli_env e;
     sm_err err = SM_ERR_INIT;
     int rc;
 
@@ -327,8 +287,8 @@ static int backup_delete(int argc, char **argv)
         return 2;
     if (a.npos != 1)
         return cli_usage("usage: supamanager backup delete BACKUP [--yes]");
-    if (env_open(&e, 1, 1, &err) < 0) {
-        env_close(&e);
+    if (cli_env_open(&e, 1, 1, &err) < 0) {
+        cli_env_close(&e);
         return cli_fail(&err);
     }
     if (!a.yes) {
@@ -337,7 +297,7 @@ static int backup_delete(int argc, char **argv)
         snprintf(q, sizeof(q), "Delete backup '%s' and free its space?", a.pos[0]);
         yes = cli_confirm(q, "--yes", &err);
         if (yes <= 0) {
-            env_close(&e);
+            cli_env_close(&e);
             return yes < 0 ? cli_fail(&err) : 1;
         }
     }
@@ -345,14 +305,14 @@ static int backup_delete(int argc, char **argv)
     if (rc == 0)
         fprintf(stderr, "backup '%s' deleted\n", a.pos[0]);
     rc = finish(&e, rc, &err);
-    env_close(&e);
+    cli_env_close(&e);
     return rc;
 }
 
 static int backup_verify(int argc, char **argv)
 {
     bargs a;
-    env e;
+    cli_env e;
     sm_err err = SM_ERR_INIT;
     json_t *report = NULL;
     int rc;
@@ -361,8 +321,8 @@ static int backup_verify(int argc, char **argv)
         return 2;
     if (a.npos != 1)
         return cli_usage("usage: supamanager backup verify BACKUP [--restore-test] [--json]");
-    if (env_open(&e, 1, a.json, &err) < 0) {
-        env_close(&e);
+    if (cli_env_open(&e, 1, a.json, &err) < 0) {
+        cli_env_close(&e);
         return cli_fail(&err);
     }
     rc = ops_backup_verify(&e.o, a.pos[0], a.restore_test, &report, &err);
@@ -381,7 +341,7 @@ static int backup_verify(int argc, char **argv)
     }
     json_decref(report);
     rc = finish(&e, rc, &err);
-    env_close(&e);
+    cli_env_close(&e);
     return rc;
 }
 
@@ -400,7 +360,7 @@ static char *read_passphrase(const char *file, sm_err *err)
 static int backup_export(int argc, char **argv)
 {
     bargs a;
-    env e;
+    cli_env e;
     sm_err err = SM_ERR_INIT;
     archive_export_opts ao;
     char *path = NULL, *pass = NULL;
@@ -414,14 +374,14 @@ static int backup_export(int argc, char **argv)
     memset(&ao, 0, sizeof(ao));
     if (a.compression && archive_compression_parse(a.compression, &ao.compression) < 0)
         return cli_usage("unknown compression '%s' (gzip, zstd or none)", a.compression);
-    if (env_open(&e, 1, a.json, &err) < 0) {
-        env_close(&e);
+    if (cli_env_open(&e, 1, a.json, &err) < 0) {
+        cli_env_close(&e);
         return cli_fail(&err);
     }
     if (a.encrypt) {
         pass = read_passphrase(a.passfile, &err);
         if (!pass) {
-            env_close(&e);
+            cli_env_close(&e);
             return cli_fail(&err);
         }
         ao.passphrase = pass;
@@ -434,7 +394,7 @@ static int backup_export(int argc, char **argv)
                        a.pos[1], a.pos[0]);
             backup_rec_free(b);
             rc = finish(&e, -1, &err);
-            env_close(&e);
+            cli_env_close(&e);
             free(pass);
             return rc;
         }
@@ -455,7 +415,7 @@ static int backup_export(int argc, char **argv)
         sm_wipe(pass, strlen(pass));
         free(pass);
     }
-    env_close(&e);
+    cli_env_close(&e);
     return rc;
 }
 
@@ -502,7 +462,7 @@ static int parse_parts(const char *s, ops_restore_opts *ro)
 int cmd_restore(int argc, char **argv)
 {
     bargs a;
-    env e;
+    cli_env e;
     sm_err err = SM_ERR_INIT;
     ops_restore_opts ro;
     int rc;
@@ -518,8 +478,8 @@ int cmd_restore(int argc, char **argv)
         return cli_usage("--parts takes a list of database, storage and config");
     ro.to_project = a.to_project;
     ro.no_safety_backup = a.no_safety;
-    if (env_open(&e, 1, a.json, &err) < 0) {
-        env_close(&e);
+    if (cli_env_open(&e, 1, a.json, &err) < 0) {
+        cli_env_close(&e);
         return cli_fail(&err);
     }
     if (!a.yes) {
@@ -535,7 +495,7 @@ int cmd_restore(int argc, char **argv)
                      a.to_project ? a.to_project : a.pos[0], a.pos[1]);
         yes = cli_confirm(q, "--yes", &err);
         if (yes <= 0) {
-            env_close(&e);
+            cli_env_close(&e);
             if (yes == 0)
                 fprintf(stderr, "nothing restored\n");
             return yes < 0 ? cli_fail(&err) : 1;
@@ -548,7 +508,7 @@ int cmd_restore(int argc, char **argv)
         fprintf(stderr, "project '%s' restored%s\n", a.to_project ? a.to_project : a.pos[0],
                 a.undo ? " to its state before the last restore" : "");
     rc = finish(&e, rc, &err);
-    env_close(&e);
+    cli_env_close(&e);
     return rc;
 }
 
@@ -557,7 +517,7 @@ int cmd_restore(int argc, char **argv)
 int cmd_import(int argc, char **argv)
 {
     bargs a;
-    env e;
+    cli_env e;
     sm_err err = SM_ERR_INIT;
     project *p = NULL;
     char *pass = NULL, *id = NULL;
@@ -568,14 +528,14 @@ int cmd_import(int argc, char **argv)
     if (a.npos != 1 || !a.id || !a.name || !a.db_url || !a.storage)
         return cli_usage("usage: supamanager import FILE --id ID --name NAME --db-url URL "
                          "--storage-dir DIR [--config-dir DIR] [--passphrase-file F]");
-    if (env_open(&e, 1, a.json, &err) < 0) {
-        env_close(&e);
+    if (cli_env_open(&e, 1, a.json, &err) < 0) {
+        cli_env_close(&e);
         return cli_fail(&err);
     }
     if (a.passfile) {
         pass = cli_secret(a.passfile, "SUPAMANAGER_EXPORT_PASSPHRASE", &err);
         if (!pass) {
-            env_close(&e);
+            cli_env_close(&e);
             return cli_fail(&err);
         }
     } else {
@@ -601,6 +561,6 @@ int cmd_import(int argc, char **argv)
         sm_wipe(pass, strlen(pass));
         free(pass);
     }
-    env_close(&e);
+    cli_env_close(&e);
     return rc;
 }

@@ -1,4 +1,5 @@
 #include "cli/output.h"
+#include "cli/env.h"
 
 #include "core/buf.h"
 #include "core/fsutil.h"
@@ -196,4 +197,37 @@ void cli_ops_event(void *ud, const struct ops_event *e)
         fprintf(stderr, "\r\033[K%s ...", e->phase ? e->phase : "");
     }
     p->drawn = 1;
+}
+
+int cli_env_open(cli_env *e, int needed, int quiet, sm_err *err)
+{
+    memset(e, 0, sizeof(*e));
+    if (catalog_open(&e->cat, cli_home(), err) < 0)
+        return -1;
+    e->secret = cli_secret(NULL, "ENCRYPTION_SECRET", err);
+    if (!e->secret && needed) {
+        if (err->code == SM_OK) {
+            sm_err_set(err, SM_E_BADKEY, "ENCRYPTION_SECRET is not set");
+            sm_err_hint(err, "Set ENCRYPTION_SECRET: it encrypts every project's backups; keep a "
+                             "copy somewhere safe.");
+        }
+        return -1;
+    }
+    ops_ctx_init(&e->o, e->cat, e->secret);
+    cli_install_signals();
+    e->o.cancel = &cli_cancel;
+    cli_progress_init(&e->prog, quiet);
+    e->o.event = cli_ops_event;
+    e->o.event_ud = &e->prog;
+    return 0;
+}
+
+void cli_env_close(cli_env *e)
+{
+    cli_progress_done(&e->prog);
+    catalog_close(e->cat);
+    if (e->secret) {
+        sm_wipe(e->secret, strlen(e->secret));
+        free(e->secret);
+    }
 }

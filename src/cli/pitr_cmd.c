@@ -2,6 +2,7 @@
  * point-in-time recovery from the command line. Argument parsing and
  * output only; the work is in src/job/pitr.c. */
 #include "cli/commands.h"
+#include "cli/env.h"
 #include "cli/output.h"
 
 #include "catalog/catalog.h"
@@ -118,45 +119,6 @@ static int parse(int argc, char **argv, pargs *a)
     return rc;
 }
 
-typedef struct env {
-    catalog *cat;
-    char *secret;
-    ops_ctx o;
-    cli_progress prog;
-} env;
-
-static int env_open(env *e, int quiet, sm_err *err)
-{
-    memset(e, 0, sizeof(*e));
-    if (catalog_open(&e->cat, cli_home(), err) < 0)
-        return -1;
-    e->secret = cli_secret(NULL, "ENCRYPTION_SECRET", err);
-    if (!e->secret) {
-        if (err->code == SM_OK) {
-            sm_err_set(err, SM_E_BADKEY, "ENCRYPTION_SECRET is not set");
-            sm_err_hint(err, "Set ENCRYPTION_SECRET: it encrypts every project's backups.");
-        }
-        return -1;
-    }
-    ops_ctx_init(&e->o, e->cat, e->secret);
-    cli_install_signals();
-    e->o.cancel = &cli_cancel;
-    cli_progress_init(&e->prog, quiet);
-    e->o.event = cli_ops_event;
-    e->o.event_ud = &e->prog;
-    return 0;
-}
-
-static void env_close(env *e)
-{
-    cli_progress_done(&e->prog);
-    catalog_close(e->cat);
-    if (e->secret) {
-        sm_wipe(e->secret, strlen(e->secret));
-        free(e->secret);
-    }
-}
-
 static const char usage_text[] =
     "usage: supamanager pitr enable PROJECT --data-dir DIR --stop-cmd CMD --start-cmd CMD\n"
     "                               [--spool-dir DIR] [--db-spool-dir DIR] [--binary PATH]\n"
@@ -217,7 +179,7 @@ int cmd_pitr(int argc, char **argv)
 {
     const char *sub = argc > 1 ? argv[1] : NULL;
     pargs a;
-    env e;
+    cli_env e;
     sm_err err = SM_ERR_INIT;
     json_t *out = NULL;
     int rc = 0;
@@ -235,8 +197,8 @@ int cmd_pitr(int argc, char **argv)
         json_decref(a.settings);
         return cli_usage("%s", usage_text);
     }
-    if (env_open(&e, a.json, &err) < 0) {
-        env_close(&e);
+    if (cli_env_open(&e, 1, a.json, &err) < 0) {
+        cli_env_close(&e);
         json_decref(a.settings);
         return cli_fail(&err);
     }
@@ -299,14 +261,14 @@ int cmd_pitr(int argc, char **argv)
         cli_print_json(out);
     json_decref(out);
     json_decref(a.settings);
-    env_close(&e);
+    cli_env_close(&e);
     return rc < 0 ? cli_fail(&err) : 0;
 }
 
 int cmd_pitr_restore(int argc, char **argv)
 {
     pargs a;
-    env e;
+    cli_env e;
     sm_err err = SM_ERR_INIT;
     json_t *out = NULL;
     int rc;
@@ -318,8 +280,8 @@ int cmd_pitr_restore(int argc, char **argv)
         return cli_usage("%s", usage_text);
     if (!!a.t.time + !!a.t.lsn + !!a.t.xid + a.t.latest != 1)
         return cli_usage("give one of --target-time, --target-lsn, --target-xid or --latest");
-    if (env_open(&e, a.json, &err) < 0) {
-        env_close(&e);
+    if (cli_env_open(&e, 1, a.json, &err) < 0) {
+        cli_env_close(&e);
         return cli_fail(&err);
     }
     if (!a.yes) {
@@ -331,7 +293,7 @@ int cmd_pitr_restore(int argc, char **argv)
                  a.t.time ? a.t.time : a.t.lsn ? a.t.lsn : a.t.xid ? a.t.xid : "the latest point");
         yes = cli_confirm(q, "--yes", &err);
         if (yes <= 0) {
-            env_close(&e);
+            cli_env_close(&e);
             if (yes == 0)
                 fprintf(stderr, "nothing restored\n");
             return yes < 0 ? cli_fail(&err) : 1;
@@ -352,7 +314,7 @@ int cmd_pitr_restore(int argc, char **argv)
                     (long long)json_integer_value(json_object_get(out, "timeline")));
     }
     json_decref(out);
-    env_close(&e);
+    cli_env_close(&e);
     if (rc < 0)
         return err.code == SM_E_INTERRUPTED ? 130 : cli_fail(&err);
     return 0;
@@ -374,10 +336,10 @@ int cmd_wal_push(int argc, char **argv)
     if (a.spool) {
         rc = pitr_wal_push_spool(a.spool, a.pos[0], &err);
     } else {
-        env e;
+        cli_env e;
         json_t *st = NULL;
-        if (env_open(&e, 1, &err) < 0) {
-            env_close(&e);
+        if (cli_env_open(&e, 1, 1, &err) < 0) {
+            cli_env_close(&e);
             return cli_fail(&err);
         }
         rc = pitr_status(&e.o, a.project, &st, &err);
@@ -393,7 +355,7 @@ int cmd_wal_push(int argc, char **argv)
         if (rc == 0)
             rc = pitr_push(&e.o, a.project, NULL, &err);
         json_decref(st);
-        env_close(&e);
+        cli_env_close(&e);
     }
     return rc < 0 ? cli_fail(&err) : 0;
 }
@@ -401,7 +363,7 @@ int cmd_wal_push(int argc, char **argv)
 int cmd_wal_fetch(int argc, char **argv)
 {
     pargs a;
-    env e;
+    cli_env e;
     sm_err err = SM_ERR_INIT;
     int rc;
 
@@ -410,11 +372,11 @@ int cmd_wal_fetch(int argc, char **argv)
     json_decref(a.settings);
     if (a.npos != 2 || !a.project)
         return cli_usage("usage: supamanager wal-fetch --project P NAME DEST");
-    if (env_open(&e, 1, &err) < 0) {
-        env_close(&e);
+    if (cli_env_open(&e, 1, 1, &err) < 0) {
+        cli_env_close(&e);
         return cli_fail(&err);
     }
     rc = pitr_wal_fetch(&e.o, a.project, a.pos[0], a.pos[1], &err);
-    env_close(&e);
+    cli_env_close(&e);
     return rc < 0 ? cli_fail(&err) : 0;
 }

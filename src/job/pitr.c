@@ -1020,27 +1020,39 @@ static int safe_path(const char *what, const char *p, sm_err *err)
     return 0;
 }
 
-static int wait_archived(const char *url, const char *name, int timeout_s, sm_err *err)
+/* Waits until the server reports name archived; fails at once when its
+ * archiver fails (a failure newer than its last success, since `since`, a
+ * server timestamp). */
+static int wait_archived(const char *url, const char *name, const char *since, int timeout_s,
+                         sm_err *err)
 {
-    char sql[256], last[64], failed[64];
+    char last[64], failing[64], failed[64], sql[512];
     double until = sm_mono() + timeout_s;
 
+    snprintf(sql, sizeof(sql),
+             "SELECT coalesce(last_failed_time >= '%s'::timestamptz AND (last_archived_time IS "
+             "NULL OR last_failed_time > last_archived_time), false) FROM pg_stat_archiver",
+             since);
     for (;;) {
         if (sql_value(url, "SELECT coalesce(last_archived_wal, '') FROM pg_stat_archiver", last,
-                      sizeof(last), err) < 0)
+                      sizeof(last), err) < 0 ||
+            sql_value(url, sql, failing, sizeof(failing), err) < 0)
             return -1;
         if (strlen(last) == 24 && strcmp(last + 8, name + 8) >= 0)
             return 0;
-        if (sm_mono() > until) {
-            snprintf(sql, sizeof(sql),
-                     "SELECT coalesce(last_failed_wal, '') FROM pg_stat_archiver");
-            sql_value(url, sql, failed, sizeof(failed), err);
-            sm_err_set(err, SM_E_EXTERNAL,
-                       "the server did not archive %s within %d s%s%s", name, timeout_s,
-                       failed[0] ? "; the archive_command failed on " : "", failed);
+        if (!strcmp(failing, "t") || sm_mono() > until) {
+            if (!strcmp(failing, "t")) {
+                sql_value(url, "SELECT coalesce(last_failed_wal, '') FROM pg_stat_archiver",
+                          failed, sizeof(failed), err);
+                sm_err_set(err, SM_E_EXTERNAL, "the server's archive_command failed on %s",
+                           failed);
+            } else {
+                sm_err_set(err, SM_E_EXTERNAL, "the server did not archive %s within %d s", name,
+                           timeout_s);
+            }
             return sm_err_hint(err, "The server's log names the archive_command's error; the "
                                     "server's user must be able to run the supamanager binary "
-                                    "and write to the spool.");
+                                    "and write to the spool. The previous settings are back.");
         }
         usleep(200 * 1000);
     }
@@ -1055,6 +1067,23 @@ static int switch_wal(const char *url, char name[32], sm_err *err)
     return sql_value(url, "SELECT pg_walfile_name(pg_switch_wal())", name, 32, err);
 }
 
+/* archive_mode on, archive_command, archive_timeout (ALTER SYSTEM: in
+ * effect after a reload, archive_mode after a restart). */
+static int set_archiving(const char *url, const char *cmd, json_int_t timeout, sm_err *err)
+{
+    char sql[4 * PATH_MAX];
+
+    if (!cmd || strchr(cmd, '\''))
+        return sm_err_set(err, SM_E_INVALID, "unusable archive_command");
+    if (sql_exec(url, "ALTER SYSTEM SET archive_mode = 'on'", err) < 0)
+        return -1;
+    snprintf(sql, sizeof(sql), "ALTER SYSTEM SET archive_command = '%s'", cmd);
+    if (sql_exec(url, sql, err) < 0)
+        return -1;
+    snprintf(sql, sizeof(sql), "ALTER SYSTEM SET archive_timeout = %lld", (long long)timeout);
+    return sql_exec(url, sql, err);
+}
+
 int pitr_enable(ops_ctx *o, const char *project_id, const json_t *settings, json_t **report,
                 sm_err *err)
 {
@@ -1063,11 +1092,11 @@ int pitr_enable(ops_ctx *o, const char *project_id, const json_t *settings, json
     const char *data_dir = jstr(settings, "data_dir"), *stop = jstr(settings, "stop_cmd"),
                *start = jstr(settings, "start_cmd");
     char spool[PATH_MAX], dbspool[PATH_MAX], bin[PATH_MAX], pgv[PATH_MAX], val[128];
-    char cmd[3 * PATH_MAX], sql[4 * PATH_MAX], name[32];
+    char cmd[3 * PATH_MAX], name[32], since[64];
     struct stat st;
     json_int_t timeout = jint(settings, "archive_timeout", PITR_DEFAULT_ARCHIVE_TIMEOUT);
     json_int_t keep = jint(settings, "keep_bases", PITR_DEFAULT_KEEP_BASES);
-    int rc = -1, restart = 0;
+    int rc = -1, restart = 0, altered = 0;
     uint64_t seg_size;
 
     if (report)
@@ -1116,6 +1145,12 @@ int pitr_enable(ops_ctx *o, const char *project_id, const json_t *settings, json
         safe_path("the spool directory as the server sees it", dbspool, err) < 0 ||
         safe_path("the supamanager binary", bin, err) < 0)
         goto out;
+    if (!jstr(settings, "db_spool_dir") && access(bin, X_OK) < 0) {
+        /* (in a container the server sees other paths: not checked then) */
+        sm_err_sys(err, SM_E_NOTFOUND, "the server cannot run '%s'", bin);
+        sm_err_hint(err, "Give the path of the supamanager binary with --binary.");
+        goto out;
+    }
     if (sm_mkdir_p(spool, 0700, err) < 0)
         goto out;
     if (geteuid() == 0 && chown(spool, st.st_uid, st.st_gid) < 0) {
@@ -1143,16 +1178,12 @@ int pitr_enable(ops_ctx *o, const char *project_id, const json_t *settings, json
     if (strcmp(val, "on") && strcmp(val, "always"))
         restart = 1;
     snprintf(cmd, sizeof(cmd), "\"%s\" wal-push --spool \"%s\" \"%%p\"", bin, dbspool);
-    snprintf(sql, sizeof(sql), "ALTER SYSTEM SET archive_command = '%s'", cmd);
-    if (sql_exec(p->db_url, "ALTER SYSTEM SET archive_mode = 'on'", err) < 0 ||
-        sql_exec(p->db_url, sql, err) < 0)
-        goto out;
-    snprintf(sql, sizeof(sql), "ALTER SYSTEM SET archive_timeout = %lld", (long long)timeout);
-    if (sql_exec(p->db_url, sql, err) < 0)
-        goto out;
-    /* the settings first: WAL may arrive as soon as the server restarts */
     if (catalog_pitr_get(o->cat, project_id, &old, err) < 0)
         goto out;
+    altered = 1;
+    if (set_archiving(p->db_url, cmd, timeout, err) < 0)
+        goto undo;
+    /* the settings first: WAL may arrive as soon as the server restarts */
     doc = json_pack("{s:s,s:s,s:s,s:s,s:s,s:s,s:I,s:I,s:I,s:s}", "data_dir", data_dir,
                     "stop_cmd", stop, "start_cmd", start, "spool_dir", spool, "db_spool_dir",
                     dbspool, "binary", bin, "archive_timeout", timeout, "keep_bases", keep,
@@ -1160,7 +1191,7 @@ int pitr_enable(ops_ctx *o, const char *project_id, const json_t *settings, json
     json_object_set_new(doc, "base_interval_hours", json_integer(jint(settings,
                                                                       "base_interval_hours", 24)));
     if (catalog_pitr_put(o->cat, project_id, doc, err) < 0)
-        goto out;
+        goto undo;
     if (restart) {
         ops_emit(o, "restart", 10, 0, 0, 0, -1);
         if (ops_run_command(stop, "stop", err) < 0 || ops_run_command(start, "start", err) < 0)
@@ -1170,17 +1201,36 @@ int pitr_enable(ops_ctx *o, const char *project_id, const json_t *settings, json
     }
     /* prove the whole path: a WAL file through the archiver into the spool */
     ops_emit(o, "archive", 50, 0, 0, 0, -1);
-    if (switch_wal(p->db_url, name, err) < 0 || wait_archived(p->db_url, name, 60, err) < 0)
-        goto out;
-    if (pitr_push(o, project_id, NULL, err) < 0)
-        goto out;
+    if (sql_value(p->db_url, "SELECT now()", since, sizeof(since), err) < 0 ||
+        switch_wal(p->db_url, name, err) < 0 || wait_archived(p->db_url, name, since, 60, err) < 0 ||
+        pitr_push(o, project_id, NULL, err) < 0)
+        goto undo;
     if (report)
         *report = json_deep_copy(doc);
     rc = 0;
     goto out;
 undo:
-    if (old)
-        catalog_pitr_put(o->cat, project_id, old, NULL);
+    /* back to the settings before: a failing archive_command would keep
+     * every WAL file on the server until its disk fills */
+    if (altered) {
+        sm_err e = SM_ERR_INIT;
+        if (old) {
+            set_archiving(p->db_url, jstr(old, "archive_command"),
+                          jint(old, "archive_timeout", PITR_DEFAULT_ARCHIVE_TIMEOUT), &e);
+            catalog_pitr_put(o->cat, project_id, old, &e);
+        } else {
+            sql_exec(p->db_url, "ALTER SYSTEM RESET archive_command", &e);
+            sql_exec(p->db_url, "ALTER SYSTEM RESET archive_mode", &e);
+            sql_exec(p->db_url, "ALTER SYSTEM RESET archive_timeout", &e);
+            catalog_pitr_delete(o->cat, project_id, &e);
+        }
+        if (restart) {
+            ops_run_command(stop, "stop", &e);
+            ops_run_command(start, "start", &e);
+        } else {
+            sql_exec(p->db_url, "SELECT pg_reload_conf()", &e);
+        }
+    }
 out:
     json_decref(old);
     json_decref(doc);

@@ -37,6 +37,17 @@ grep -q "WAL archiving is on" <<<"$out" || fail "enable said: $out"
 q 'SHOW archive_command' | grep -q "wal-push --spool" || fail "archive_command not set"
 ok "pitr enable turns archiving on (restarting the server) and takes a first base backup"
 
+# an archive_command that fails (the spool as the server sees it is missing): enable fails at
+# its check and puts the working settings back
+expect_fail 3 "the server cannot run '$T/bin/missing'" -- sm pitr enable pitr1 --data-dir "$DATA" \
+  --stop-cmd "$STOP" --start-cmd "$START" --binary "$T/bin/missing" --no-base-backup
+expect_fail 1 "the server's archive_command failed on" -- sm pitr enable pitr1 --data-dir "$DATA" \
+  --stop-cmd "$STOP" --start-cmd "$START" --binary "$T/bin/supamanager" --db-spool-dir "$T/nowhere" \
+  --no-base-backup
+q 'SHOW archive_command' | grep -q "$DATA.wal-spool" || fail "archive_command not put back: $(q 'SHOW archive_command')"
+sm pitr status pitr1 --json | grep -q "\"db_spool_dir\": \"$DATA.wal-spool\"" || fail "the settings were not put back"
+ok "an archive_command that fails is caught by enable, which puts the previous settings back"
+
 # switch to a new WAL segment, wait until the server has archived it, move the spool into the repository
 switch_push() {
   local name i last
