@@ -1596,7 +1596,7 @@ static int extract_base(repo *r, const snapshot *s, const char *dest, uid_t uid,
     struct archive *in = NULL, *out = NULL;
     struct archive_entry *e;
     pthread_t th;
-    int pfd[2], rc = -1, started = 0, ar;
+    int pfd[2], rc = -1, started = 0, ar, short_read = 0;
     feed f;
 
     if (pipe2(pfd, O_CLOEXEC) < 0)
@@ -1656,6 +1656,7 @@ static int extract_base(repo *r, const snapshot *s, const char *dest, uid_t uid,
         if (ar != ARCHIVE_EOF) {
             sm_err_set(err, SM_E_CORRUPT, "cannot read the base backup: %s",
                        archive_error_string(in));
+            short_read = 1;
             goto out;
         }
         if (archive_write_finish_entry(out) != ARCHIVE_OK) {
@@ -1665,6 +1666,7 @@ static int extract_base(repo *r, const snapshot *s, const char *dest, uid_t uid,
     }
     if (ar != ARCHIVE_EOF) {
         sm_err_set(err, SM_E_CORRUPT, "cannot read the base backup: %s", archive_error_string(in));
+        short_read = 1;
         goto out;
     }
     if (archive_write_close(out) != ARCHIVE_OK) {
@@ -1680,7 +1682,7 @@ out:
     close(pfd[0]); /* a writer still running gets EPIPE and stops */
     if (started)
         pthread_join(th, NULL);
-    if (rc == 0 && f.rc < 0) {
+    if (f.rc < 0 && (rc == 0 || short_read)) { /* the cause, rather than a short tar */
         sm_err_copy(err, &f.err);
         rc = -1;
     }
