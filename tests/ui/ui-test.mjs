@@ -180,6 +180,9 @@ await run(async browser => {
   ctx.setDefaultTimeout(60000); // generous: CI runs this beside other tests, under sanitizers too
   const page = await ctx.newPage();
   watch(page, 'owner');
+  // every request the page makes, to check that it uses the public API only
+  const requested = new Set();
+  ctx.on('request', r => { if (r.url().startsWith(URL_)) requested.add(`${r.method()} ${new URL(r.url()).pathname}`); });
 
   // ---- sign-in ----
   await page.goto(URL_);
@@ -360,6 +363,10 @@ await run(async browser => {
   ok('Export runs as a job and offers a signed link with its expiry');
 
   const safety = await page.getAttribute('tr[data-id]:not([data-id="' + bid + '"])', 'data-id');
+  const listed = await (await fetch(`${URL_}platform/projects/${PID}/backups`, { headers: { Authorization: `Bearer ${tokens.owner}` } })).json();
+  check(JSON.stringify(await page.$$eval('#backups tbody tr', rs => rs.map(r => r.dataset.id))) === JSON.stringify(listed.backups.map(b => b.id)) &&
+    listed.backups[0].id === safety && Date.parse(listed.backups[0].created_at) >= Date.parse(listed.backups[1].created_at),
+  'the list is newest first (the safety backup taken by the restore above the backup)');
   await page.click(`tr[data-id="${safety}"] button:has-text("Delete")`);
   await page.waitForSelector('dialog[open] button:has-text("Delete backup")');
   check((await page.textContent('dialog[open]')).includes(safety) && /cannot be undone/.test(await page.textContent('dialog[open]')), 'delete confirmation');
@@ -510,6 +517,14 @@ await run(async browser => {
   ok(`every text on the ${shots.length / 2} screens meets the WCAG AA contrast minimum`);
   check(!a11yFailures.length, `accessibility:\n  ${a11yFailures.join('\n  ')}`);
   ok('every form control has a label, and no screen is wider than a phone');
+
+  // ---- the page used the public API only: its own files, /openapi.json, documented paths, signed links ----
+  const spec = await (await fetch(URL_ + 'openapi.json')).json();
+  const documented = Object.entries(spec.paths).flatMap(([p, ops]) => Object.keys(ops).map(m =>
+    new RegExp(`^${m.toUpperCase()} ${p.replace(/\{[^}]+\}/g, '[^/]+')}$`)));
+  const outside = [...requested].filter(r => !/^GET \/(ui\/[a-z]+\.[a-z]+)?$/.test(r) && !documented.some(re => re.test(r)));
+  check(!outside.length, `requests outside the documented API: ${outside.join(', ')}`);
+  ok(`the page made ${requested.size} kinds of request, all to its own files or to paths documented in /openapi.json`);
 
   // ---- the token never reached a log or a URL ----
   const log = fs.readFileSync(env('SERVICE_LOG'), 'utf8');
