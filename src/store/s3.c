@@ -1432,8 +1432,8 @@ static int s3_list(store *st, const char *prefix, store_list_cb cb, void *ud, sm
     }
     do {
         s3_call c = {0};
-        xmlDoc *doc;
-        xmlNode *root;
+        xmlDoc *doc = NULL;
+        xmlNode *root = NULL;
         int truncated = 0;
 
         /* keys sorted: continuation-token < list-type < prefix */
@@ -1453,12 +1453,24 @@ static int s3_list(store *st, const char *prefix, store_list_cb cb, void *ud, sm
         c.query = sm_buf_str(&q);
         c.out = &body;
         c.out_max = S3_LIST_MAX;
-        if (s3_perform(s, &c, err) < 0) {
-            rc = -1;
-            break;
+        /* a page that arrived whole but does not parse (garbled on the way) is
+         * asked for again, like any other transient failure */
+        for (unsigned attempt = 0;; attempt++) {
+            if (s3_perform(s, &c, err) < 0) {
+                rc = -1;
+                break;
+            }
+            doc = xml_parse(&body);
+            root = doc ? xmlDocGetRootElement(doc) : NULL;
+            if ((root && !strcmp((const char *)root->name, "ListBucketResult")) ||
+                attempt >= s->cfg->retries)
+                break;
+            xmlFreeDoc(doc);
+            doc = NULL;
+            backoff(s->cfg, attempt);
         }
-        doc = xml_parse(&body);
-        root = doc ? xmlDocGetRootElement(doc) : NULL;
+        if (rc < 0)
+            break;
         if (!root || strcmp((const char *)root->name, "ListBucketResult") != 0) {
             xmlFreeDoc(doc);
             rc = sm_err_set(err, SM_E_IO, "cannot list '%s' in S3 bucket '%s': the answer is not "

@@ -79,9 +79,16 @@ check(st == 400 and "unknown S3 setting 'color'" in doc["message"], "patch with 
 st, doc, _, _ = api.post("/platform/projects", {"id": "ghi789", "name": "Three", "db_url": os.environ["URL"],
     "storage_dir": T + "/p2/storage", "s3_region": "eu-west-1"})
 check(st == 400 and "S3 settings need an S3 store location" in doc["message"], "s3 field without store: %s %s" % (st, doc))
+# the service's job workers back up and verify the S3 project too
+st, doc, _, _ = api.post("/platform/projects/abc123/backups", {"type": "FULL"})
+check(st == 202, "backup through the API: %s %s" % (st, doc))
+b = api.wait_backup("abc123", doc["backup_id"])
+check(b["status"] == "COMPLETED" and b["size"] > 0, "API backup to S3: %s" % b)
+st, doc, _, _ = api.post("/platform/projects/abc123/backups/%s/verify" % b["id"], {})
+check(st == 202 and api.wait_job(doc["job_id"])["status"] == "COMPLETED", "API verify of an S3 backup: %s" % doc)
 anon = Api(int(os.environ["API"]), token(os.environ["JWT_SECRET"], "authenticated", sub="user-stranger"))
 st, doc, _, _ = anon.req("PATCH", "/platform/projects/def456", body={"s3_region": "x"})
 check(st == 404, "a stranger's PATCH: %s %s" % (st, doc))
-print("ok - the API creates projects with S3 stores and PATCH changes their store settings (a stranger gets 404)")
+print("ok - the service backs up and verifies an S3 project; the API creates projects with S3 stores and PATCH changes their store settings (a stranger gets 404)")
 PY
 stop_service "$DAEMON" "$T/serve.log"

@@ -2,7 +2,7 @@
 # Faults between us and radosgw, injected by tests/lib/s3proxy.py: with a quarter of the
 # requests dropped, reset after the server acted, stalled past the timeout, answered
 # 500/503/SlowDown/429 or cut short, a backup still completes, verifies and restores;
-# whole objects whose bytes were altered on the way are caught by their MD5 and fetched
+# whole objects and listings whose bytes were altered on the way are caught (MD5, XML) and fetched
 # again; a permanent 403 fails at once with a clear message; a multipart upload whose
 # part is refused is aborted; a backup killed (SIGKILL) in the middle of a multipart
 # upload leaves a repository that verifies, takes the next backup, and whose leftovers
@@ -37,13 +37,15 @@ done
 sm repo verify --repo "s3://sm-faults/flaky?endpoint=$RGW" --all >/dev/null 2>"$T/err" || fail "verify without the proxy: $(cat "$T/err")"
 ok "through $(stat_of flaky faults) injected faults in $(stat_of flaky requests) requests, a backup completes, verifies and restores"
 
-# whole objects altered on the way (same length): their MD5 ETag catches it, they are fetched again
+# whole objects and listings altered on the way (same length): the MD5 ETag or the XML parser
+# catches it, they are fetched again
 proxy "$RGW" corrupt --rate 0.5 --seed 3 --faults corrupt
 C="s3://sm-faults/flaky?endpoint=$PX&retry_base_ms=5&retries=10"
 sm repo verify --repo "$C" >/dev/null 2>"$T/err" || fail "verify through corrupting proxy: $(cat "$T/err")"
 sm repo ls --repo "$C" >/dev/null 2>"$T/err" || fail "ls through corrupting proxy: $(cat "$T/err")"
 grep -q ' corrupt$' "$T/corrupt.log" || fail "nothing was corrupted (test setup)"
-ok "$(grep -c ' corrupt$' "$T/corrupt.log") whole objects altered on the way were caught by their MD5 and fetched again"
+grep -q 'list-type=2.* corrupt$' "$T/corrupt.log" || fail "no listing was garbled (test setup)"
+ok "$(grep -c ' corrupt$' "$T/corrupt.log") objects and listings altered on the way were caught (MD5, XML) and fetched again"
 
 # a multipart upload whose part 2 is refused fails with the part named, and is aborted
 proxy "$RGW" part2 --rate 0 --forbid-match 'partNumber=2&'

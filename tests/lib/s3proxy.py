@@ -15,8 +15,9 @@ faults in turn so that every kind shows up:
   slowdown     answers 503 SlowDown
   429          answers 429 TooManyRequests
   truncate     forwards, then sends the answer's headers and only half of its body
-  corrupt      on a whole-object GET (no Range, no query) answered 200: flips a byte of the body,
-               keeping its length (only the client's MD5 check can tell); else no fault
+  corrupt      on a whole-object GET (no Range, no query) or a listing answered 200: flips the
+               body's first byte, keeping its length (the client's MD5 check, or the XML
+               parser, must tell); else no fault
   stall        holds the request --stall-s seconds without a byte, then closes
 --forbid answers every request 403 AccessDenied (a permanent refusal); --forbid-match
 only the requests whose "METHOD PATH" matches the regular expression.
@@ -145,7 +146,8 @@ class H(http.server.BaseHTTPRequestHandler):
         self.end_headers()
         if fault == "corrupt":
             whole = "?" not in self.path and "range" not in (k.lower() for k in self.headers.keys())
-            if self.command == "GET" and r.status == 200 and whole and data:
+            listing = "list-type=2" in self.path
+            if self.command == "GET" and r.status == 200 and (whole or listing) and data:
                 data = bytes([data[0] ^ 0x01]) + data[1:]
             else:
                 fault = None
