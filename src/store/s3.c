@@ -6,7 +6,8 @@
  *
  * Every request goes through s3_perform, which retries transient failures
  * (5xx, 429, 408, RequestTimeout, timeouts, resets, truncated bodies) with
- * exponential back-off and full jitter, and never retries other 4xx answers.
+ * exponential back-off and "equal jitter" (a random delay between half and
+ * all of the doubled delay), and never retries other 4xx answers.
  * Handles come from a small pool so connections are reused. */
 #include "store/s3.h"
 #include "store/s3.intern.h"
@@ -1561,8 +1562,10 @@ static int s3_cleanup(store *st, unsigned *removed, sm_err *err)
     c.out = &body;
     c.out_max = S3_LIST_MAX;
     if (s3_perform(s, &c, &e) < 0) {
-        if (c.status != 501 && c.status != 405 && c.status != 400)
-            rc = -1, sm_err_copy(err, &e);
+        if (c.status != 501 && c.status != 405 && c.status != 400) { /* not implemented there */
+            sm_err_copy(err, &e);
+            rc = -1;
+        }
         goto out;
     }
     doc = xml_parse(&body);

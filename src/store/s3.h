@@ -36,13 +36,15 @@
  * ~/.aws/credentials, profile $AWS_PROFILE or "default").
  *
  * Integrity: uploads carry their SHA-256 (signed) and MD5; downloads are
- * checked against Content-LENGTH, the length asked for, and for whole
+ * checked against Content-Length, the length asked for, and for whole
  * objects with a plain-MD5 ETag against that MD5. The repository's MACs
  * stay the final judge.
  *
- * Requests are retried (retries=, with exponential back-off and full
- * jitter) on 5xx, 429, 408, RequestTimeout/SlowDown, connection failures,
- * timeouts, resets and short bodies; never on other 4xx. Errors name the
+ * Requests are retried (retries=, with exponential back-off and jitter: a
+ * random wait between half and all of the doubled delay, at most 20 s) on
+ * 5xx, 429, 408, RequestTimeout/SlowDown, connection failures, timeouts,
+ * resets, short bodies, MD5 mismatches and unparsable listings; never on
+ * other 4xx. Errors name the
  * bucket, the object, the HTTP status and S3's error code. Objects larger
  * than multipart_threshold go up in parts, parallel= at a time, as slices
  * of the caller's buffer (no copies); a failed upload is aborted, and

@@ -37,11 +37,11 @@ sm repo restore --repo "$T/local" latest --target "$T/out3" 2>/dev/null && $TREE
 ok "s3rver: repo copy to a directory gives a repository that verifies and restores"
 
 # what goes on the wire: a proxy logs the headers of every request
-proxy "$S3RVER" hdr --rate 0 --log-headers x-amz-storage-class,x-amz-server-side-encryption,content-md5,x-amz-content-sha256
+proxy "$S3RVER" hdr --rate 0 --delay-ms 300 --log-headers x-amz-storage-class,x-amz-server-side-encryption,content-md5,x-amz-content-sha256
 H="s3://sm-s3rver/hdr?endpoint=$PX&storage_class=STANDARD_IA&sse=AES256&multipart_threshold=5M&part_size=5M"
 sm repo init --repo "$H" --pack-size 8M >/dev/null 2>"$T/err" || fail "init through the proxy: $(cat "$T/err")"
 sm repo backup --repo "$H" tree="$T/src" >/dev/null 2>"$T/err" || fail "backup through the proxy: $(cat "$T/err")"
-sha='x-amz-content-sha256=[0-9a-f]{64}$'
+sha='x-amz-content-sha256=[0-9a-f]{64} ev='
 single=$(grep -E "^PUT /sm-s3rver/hdr/data/[^?]* -> 200" "$T/hdr.log" | head -1)
 grep -Eq "x-amz-storage-class=STANDARD_IA x-amz-server-side-encryption=AES256 content-md5=[A-Za-z0-9+/]{22}== $sha" <<<"$single" ||
   fail "a pack PUT without the headers: $single"
@@ -50,4 +50,9 @@ grep -q "x-amz-storage-class=STANDARD_IA x-amz-server-side-encryption=AES256" <<
 part=$(grep -E "^PUT /sm-s3rver/hdr/data/.*partNumber=2&uploadId=" "$T/hdr.log" | head -1)
 grep -Eq "content-md5=[A-Za-z0-9+/]{22}== $sha" <<<"$part" || fail "a part without its checksums: $part"
 [ -z "$(grep -E '^(PUT|POST) ' "$T/hdr.log" | grep -Ev "$sha")" ] || fail "a request without a signed payload hash"
-ok "uploads carry x-amz-storage-class, x-amz-server-side-encryption, Content-MD5 and the signed SHA-256"
+grep -E "^PUT /sm-s3rver/hdr/data/.*partNumber=" "$T/hdr.log" | sed 's/.* ev=//' | /usr/bin/python3 -c '
+import sys
+iv = [tuple(map(int, l.split("-"))) for l in sys.stdin.read().split()]
+assert any(a[0] < b[1] and b[0] < a[1] for i, a in enumerate(iv) for b in iv[i + 1:]), iv
+' || fail "the parts of a multipart upload never overlapped: $(grep partNumber "$T/hdr.log")"
+ok "uploads carry x-amz-storage-class, x-amz-server-side-encryption, Content-MD5 and the signed SHA-256; parts go up in parallel"

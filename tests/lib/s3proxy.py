@@ -22,6 +22,8 @@ faults in turn so that every kind shows up:
 --forbid answers every request 403 AccessDenied (a permanent refusal); --forbid-match
 only the requests whose "METHOD PATH" matches the regular expression.
 --log-headers appends those request headers to each log line ("name=value").
+Each log line ends with "ev=A-B": the request's arrival and completion on one event
+counter, so overlapping (parallel) requests can be told without clocks.
 --delay-ms slows every request down (to catch a client mid-upload).
 The Host header is passed through unchanged, so SigV4 signatures stay valid.
 Each request is logged to --log as "METHOD PATH -> STATUS FAULT"; the log's last line
@@ -48,7 +50,7 @@ faults = [f for f in args.faults.split(",") if f]
 forbid_re = re.compile(args.forbid_match) if args.forbid_match else None
 log_headers = [h.strip().lower() for h in args.log_headers.split(",") if h.strip()]
 lock = threading.Lock()
-stats = {"requests": 0, "faults": 0}
+stats = {"requests": 0, "faults": 0, "events": 0}
 turn = [0]
 logf = open(args.log, "a", buffering=1)
 
@@ -72,6 +74,8 @@ class H(http.server.BaseHTTPRequestHandler):
             if fault:
                 stats["faults"] += 1
             extra = "".join(" %s=%s" % (h, self.headers.get(h, "")) for h in log_headers)
+            stats["events"] += 1
+            extra += " ev=%d-%d" % (self.arrived, stats["events"])
             logf.write("%s %s -> %s %s%s\n" % (self.command, self.path, status, fault or "-", extra))
             with open(args.log + ".stats", "w") as f:
                 f.write("requests=%d faults=%d\n" % (stats["requests"], stats["faults"]))
@@ -93,6 +97,9 @@ class H(http.server.BaseHTTPRequestHandler):
             pass
 
     def handle_any(self):
+        with lock:
+            stats["events"] += 1
+            self.arrived = stats["events"]
         n = int(self.headers.get("Content-Length") or 0)
         body = self.rfile.read(n) if n else b""
         if args.delay_ms:
