@@ -580,6 +580,7 @@ typedef struct s3_call {
     char etag[80];
     int64_t clen;        /* Content-Length of the answer, -1 unknown */
     int64_t total;       /* the object's size from Content-Range, -1 unknown */
+    long hstatus;        /* status of the answer being received */
     sm_buf own;
     size_t got;
     int overflow;
@@ -589,7 +590,8 @@ static size_t on_body(char *d, size_t sz, size_t n, void *ud)
 {
     s3_call *c = ud;
     size_t k = sz * n;
-    size_t max = c->out_max;
+    /* out_max bounds the data asked for; an error's body has its own bound */
+    size_t max = c->hstatus >= 200 && c->hstatus <= 299 ? c->out_max : S3_ERRBODY_MAX;
 
     if (max && c->got + k > max) {
         c->overflow = 1;
@@ -611,6 +613,8 @@ static size_t on_header(char *d, size_t sz, size_t n, void *ud)
     line[m] = '\0';
     line[strcspn(line, "\r\n")] = '\0';
     if (!strncmp(line, "HTTP/", 5)) { /* a new response (after 100 Continue): start over */
+        const char *sp = strchr(line, ' ');
+        c->hstatus = sp ? strtol(sp + 1, NULL, 10) : 0;
         c->etag[0] = '\0';
         c->clen = -1;
         c->total = -1;
@@ -800,6 +804,7 @@ static int s3_perform(s3_store *s, s3_call *c, sm_err *out_err)
         c->etag[0] = '\0';
         c->clen = -1;
         c->total = -1;
+        c->hstatus = 0;
         c->got = 0;
         c->overflow = 0;
         sm_buf_reset(c->out);

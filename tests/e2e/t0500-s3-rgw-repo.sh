@@ -109,3 +109,12 @@ sm repo ls --repo "$P" 2>/dev/null | grep -q "${idm2:0:12}" && ! sm repo ls --re
 sm repo restore --repo "$P" latest --target "$T/outm" 2>/dev/null && cmp "$T/outm/many" "$T/many.bin" || fail "restore after prune"
 sm repo verify --repo "$P" --all >/dev/null 2>&1 || fail "verify after prune"
 ok "prune deletes the packs only the removed snapshot used ($n -> $n2) and the survivor restores"
+
+# a pack deleted behind our back: the ranged reads of its blobs find it missing at once
+pk=$(awsx "$RGW" s3 ls --recursive s3://sm-test/many/data/ | sort -k3 -n | tail -1 | awk '{print $4}')
+awsx "$RGW" s3 rm --quiet "s3://sm-test/$pk" || fail "cannot delete $pk (test setup)"
+SUPAMANAGER_LOG=debug sm repo restore --repo "$P" latest --target "$T/outx" >/dev/null 2>"$T/err"
+rc=$?
+[ $rc -ne 0 ] && grep -q "pack ${pk:13:12} is missing" "$T/err" && ! grep -q "s3: retrying" "$T/err" ||
+  fail "restore with a missing pack (exit $rc): $(grep -v debug "$T/err" | tail -5)"
+ok "a pack deleted behind our back is reported missing by name (exit $rc), without retries"
