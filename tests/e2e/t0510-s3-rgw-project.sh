@@ -82,8 +82,9 @@ check(st == 400 and "S3 settings need an S3 store location" in doc["message"], "
 # the service's job workers back up and verify the S3 project too
 st, doc, _, _ = api.post("/platform/projects/abc123/backups", {"type": "FULL"})
 check(st == 202, "backup through the API: %s %s" % (st, doc))
+job = api.wait_job(doc["job_id"])  # the job ends a moment after its backup is COMPLETED
 b = api.wait_backup("abc123", doc["backup_id"])
-check(b["status"] == "COMPLETED" and b["size"] > 0, "API backup to S3: %s" % b)
+check(job["status"] == "COMPLETED" and b["status"] == "COMPLETED" and b["size"] > 0, "API backup to S3: %s %s" % (job, b))
 st, doc, _, _ = api.post("/platform/projects/abc123/backups/%s/verify" % b["id"], {})
 check(st == 202 and api.wait_job(doc["job_id"])["status"] == "COMPLETED", "API verify of an S3 backup: %s" % doc)
 anon = Api(int(os.environ["API"]), token(os.environ["JWT_SECRET"], "authenticated", sub="user-stranger"))
