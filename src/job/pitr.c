@@ -18,6 +18,7 @@
 #include "source/pg.h"
 
 #include <ctype.h>
+#include <glob.h>
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -1776,6 +1777,40 @@ static void rollback(rstate *rs)
         sm_log(SM_LOG_ERROR, "cannot start the database again: %s", e.msg);
 }
 
+/* Removes what an interrupted restore left beside the data directory: its
+ * staging and failed copies (the project is claimed, so no restore is
+ * running). A previous data directory (.smr-prev-*) is kept: after a crash
+ * between the swap and the end it may be the only copy of the old cluster. */
+static void reap_leftovers(const char *data)
+{
+    static const char *const kinds[] = {"smr-pitr", "smr-failed"};
+    char pat[PATH_MAX];
+    sm_err e = SM_ERR_INIT;
+
+    for (size_t k = 0; k < sizeof(kinds) / sizeof(kinds[0]); k++) {
+        glob_t g;
+        snprintf(pat, sizeof(pat), "%s.%s-[0-9]*", data, kinds[k]);
+        if (glob(pat, 0, NULL, &g) != 0)
+            continue;
+        for (size_t i = 0; i < g.gl_pathc; i++) {
+            sm_log(SM_LOG_WARN, "removing '%s', left by an interrupted restore", g.gl_pathv[i]);
+            sm_rm_rf(g.gl_pathv[i], &e);
+        }
+        globfree(&g);
+    }
+    snprintf(pat, sizeof(pat), "%s.smr-prev-[0-9]*", data);
+    {
+        glob_t g;
+        if (glob(pat, 0, NULL, &g) == 0) {
+            for (size_t i = 0; i < g.gl_pathc; i++)
+                sm_log(SM_LOG_WARN, "'%s' is the data directory an interrupted restore moved "
+                                    "aside; remove it once the database is as it should be",
+                       g.gl_pathv[i]);
+            globfree(&g);
+        }
+    }
+}
+
 static int pick_base(const json_t *bases, const walpath *wp, const pitr_target *t, time_t tt,
                      uint64_t lsn, const json_t **out, sm_err *err)
 {
@@ -1926,6 +1961,7 @@ static int restore_fn(ops_ctx *o, void *arg, sm_err *err)
         snprintf(stamp, sizeof(stamp), "%04d%02d%02dT%02d%02d%02d", tm.tm_year + 1900,
                  tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec);
     }
+    reap_leftovers(rs.data);
     snprintf(rs.staged, sizeof(rs.staged), "%s.smr-pitr-%s", rs.data, stamp);
     snprintf(rs.prev, sizeof(rs.prev), "%s.smr-prev-%s", rs.data, stamp);
     snprintf(rs.failed, sizeof(rs.failed), "%s.smr-failed-%s", rs.data, stamp);

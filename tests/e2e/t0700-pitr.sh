@@ -207,6 +207,15 @@ read -r nb nw <<<"$after"
 expect_fail 3 "WAL file $first is not in the archive" -- sm wal-fetch --project pitr1 "$first" "$T/first2"
 ok "retention keeps 2 base backups and prunes the WAL only the oldest needed ($before -> $nw files)"
 
+# a restore killed while it builds the restored cluster changes nothing; the next one cleans up
+"$SM" restore pitr1 --latest --yes >/dev/null 2>&1 &
+pid=$!
+for _ in $(seq 400); do compgen -G "$DATA.smr-pitr-*" >/dev/null && break; sleep 0.02; done
+kill -9 $pid 2>/dev/null; wait $pid 2>/dev/null
+compgen -G "$DATA.smr-pitr-*" >/dev/null || fail "the killed restore left no staging directory (too late?)"
+[ "$(counts)" = "1:3000,2:3000,9:3000" ] || fail "a killed restore changed the data: $(counts)"
+ok "a restore killed while staging leaves the running database as it was"
+
 # to a transaction id; then --latest, which also replays what the server had not archived yet
 q "CREATE TABLE x1 AS SELECT 1 AS v" >/dev/null
 XID=$(q "BEGIN; CREATE TABLE x2 AS SELECT 2 AS v; SELECT txid_current(); COMMIT;" | head -1)
@@ -218,6 +227,7 @@ out=$(sm restore pitr1 --target-xid "$XID" --yes 2>&1) || fail "restore to xid $
 q "CREATE TABLE unarchived AS SELECT 42 AS v" >/dev/null # still in pg_wal, not archived
 out=$(sm restore pitr1 --latest --yes 2>&1) || fail "restore --latest: $out"
 [ "$(q "SELECT v FROM unarchived")" = 42 ] && [ "$(q "SELECT count(*) FROM x2")" = 1 ] || fail "--latest lost the newest, unarchived commit"
+compgen -G "$DATA.smr-*" >/dev/null && fail "leftovers of the killed restore remain: $(ls -d "$DATA".smr-*)"
 ok "restore to a transaction id, and --latest with the server's unarchived WAL"
 
 # 4. a WAL segment lost before it reached the repository
