@@ -483,6 +483,56 @@ out:
     return rc;
 }
 
+static int collect_key(const char *key, uint64_t size, void *ud, sm_err *err)
+{
+    (void)size;
+    (void)err;
+    json_array_append_new(ud, json_string(key));
+    return 0;
+}
+
+/* Rank of a repository object for a purge: manifests first, config last, so
+ * that an interrupted purge never leaves a snapshot whose data is gone. */
+static int purge_rank(const char *key)
+{
+    static const char *const order[] = {"snapshots/", "index/", "data/", "locks/", "keys/"};
+    for (size_t i = 0; i < sizeof(order) / sizeof(order[0]); i++)
+        if (!strncmp(key, order[i], strlen(order[i])))
+            return (int)i;
+    return 9;
+}
+
+/* Deletes every object of a repository, in any store (a local directory
+ * is then removed whole). */
+static int purge_repository(const char *loc, sm_err *err)
+{
+    store *st = NULL;
+    json_t *keys = json_array();
+    int rc = -1;
+
+    if (strncmp(loc, "s3://", 5) != 0) {
+        json_decref(keys);
+        return sm_rm_rf(loc, err);
+    }
+    if (store_open(&st, loc, err) < 0 || store_list(st, "", collect_key, keys, err) < 0)
+        goto out;
+    for (int rank = 0; rank <= 9; rank++) {
+        size_t i;
+        json_t *k;
+        json_array_foreach(keys, i, k)
+        {
+            if (purge_rank(json_string_value(k)) == rank &&
+                store_delete(st, json_string_value(k), err) < 0)
+                goto out;
+        }
+    }
+    rc = 0;
+out:
+    store_free(st);
+    json_decref(keys);
+    return rc;
+}
+
 int ops_project_remove(ops_ctx *o, const char *id, int purge, sm_err *err)
 {
     project *p = NULL;
@@ -498,7 +548,7 @@ int ops_project_remove(ops_ctx *o, const char *id, int purge, sm_err *err)
         goto out;
     free(job); /* the job row went with the project */
     job = NULL;
-    if (purge && sm_rm_rf(loc, err) < 0)
+    if (purge && purge_repository(loc, err) < 0)
         goto out;
     rc = 0;
 out:

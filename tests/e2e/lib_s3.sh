@@ -5,26 +5,40 @@ AWS=/usr/bin/aws   # Debian's awscli (a pyenv shim may come first on PATH)
 export AWS_REGION=us-east-1 AWS_PAGER="" AWS_EC2_METADATA_DISABLED=true
 unset AWS_ENDPOINT_URL AWS_ENDPOINT_URL_S3 AWS_PROFILE AWS_SESSION_TOKEN
 
-# s3_free_port: a TCP port nobody listens on, in 31000-39999 (PostgreSQL tests use 21000-29999)
+# s3_free_port: a TCP port nobody listens on, in 30000-32699: below the kernel's ephemeral
+# range (32768-60999), where outgoing connections (ceph's daemons talking to each other, curl,
+# libpq) take their local ports and could take ours between this choice and the bind
+# (PostgreSQL tests use 21000-29999). Reserved for this test by an atomic mkdir, as pg.sh does.
 s3_free_port() {
-  /usr/bin/python3 - <<'PY'
-import random, socket
-for _ in range(200):
-    p = random.randint(31000, 39999)
-    s = socket.socket()
-    try:
-        s.bind(("127.0.0.1", p)); s.close(); print(p); break
-    except OSError:
-        s.close()
-PY
+  local p lock=/tmp/supamanager-s3-ports
+  mkdir -p "$lock" 2>/dev/null; chmod 1777 "$lock" 2>/dev/null
+  for _ in $(seq 200); do
+    p=$((30000 + RANDOM % 2700))
+    if [ -d "$lock/$p" ]; then # held: free it only when its test has gone
+      kill -0 "$(cat "$lock/$p/pid" 2>/dev/null)" 2>/dev/null && continue
+      rm -rf "$lock/$p"
+    fi
+    (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null && continue # someone listens
+    mkdir "$lock/$p" 2>/dev/null || continue
+    echo $$ >"$lock/$p/pid"
+    echo "$p"
+    return 0
+  done
+  return 1
 }
 
 # rgw_up: Ceph radosgw in $T/rgw; sets RGW (endpoint URL) and the AWS_* credentials
 rgw_up() {
-  local port mon
-  port=$(s3_free_port); mon=$(s3_free_port)
+  local port mon try
   on_exit "bash '$S3SH' rgw-stop '$T/rgw'"
-  bash "$S3SH" rgw-start "$T/rgw" "$port" "$mon" >"$T/rgw.out" 2>&1 || fail "radosgw did not start: $(tail -5 "$T/rgw.out")"
+  for try in 1 2 3; do
+    port=$(s3_free_port) && mon=$(s3_free_port) || fail "no free port for radosgw"
+    bash "$S3SH" rgw-start "$T/rgw" "$port" "$mon" >"$T/rgw.out" 2>&1 && break
+    # a port taken between the choice and the bind: again, on other ports
+    grep -qs "Address already in use" "$T"/rgw/log/*.log && [ $try -lt 3 ] || fail "radosgw did not start: $(tail -5 "$T/rgw.out")"
+    bash "$S3SH" rgw-stop "$T/rgw" >/dev/null 2>&1
+    rm -rf "$T/rgw"
+  done
   RGW=http://127.0.0.1:$port
   export AWS_ACCESS_KEY_ID=TESTKEY AWS_SECRET_ACCESS_KEY=TESTSECRET
 }

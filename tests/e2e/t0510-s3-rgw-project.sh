@@ -93,3 +93,11 @@ check(st == 404, "a stranger's PATCH: %s %s" % (st, doc))
 print("ok - the service backs up and verifies an S3 project; the API creates projects with S3 stores and PATCH changes their store settings (a stranger gets 404)")
 PY
 stop_service "$DAEMON" "$T/serve.log"
+
+# removing the project with --purge deletes its repository's objects from the bucket, and only those
+[ "$(s3_count "$RGW" sm-proj projects/abc123/)" -gt 3 ] || fail "the repository is not in the bucket before the purge"
+others=$(s3_count "$RGW" sm-proj projects/def456/)
+sm project remove abc123 --purge --yes 2>"$T/err" || fail "project remove --purge: $(cat "$T/err")"
+[ "$(s3_count "$RGW" sm-proj projects/abc123/)" = 0 ] || fail "objects left after --purge: $(s3_count "$RGW" sm-proj projects/abc123/)"
+[ "$(s3_count "$RGW" sm-proj projects/def456/)" = "$others" ] || fail "the purge touched another project's objects"
+ok "project remove --purge deletes the repository's objects from the bucket"
