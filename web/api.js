@@ -92,6 +92,7 @@ export async function call(method, path, body, opts = {}) {
 export const get = (path, opts) => call('GET', path, undefined, opts);
 export const post = (path, body, opts) => call('POST', path, body === undefined ? {} : body, opts);
 export const put = (path, body, opts) => call('PUT', path, body, opts);
+export const patch = (path, body, opts) => call('PATCH', path, body, opts);
 export const del = (path, opts) => call('DELETE', path, undefined, opts);
 
 /* Reads a Server-Sent Events stream: onEvent(name, data) for each event

@@ -1,6 +1,7 @@
 // SupaManager Backup web UI: sign-in, projects, the Backups page (create with
 // live progress, restore, download, delete, export, import, a size/duration
-// chart) and the schedule form. Vanilla JS on the public API only (api.js).
+// chart), the schedule form and the backup storage settings. Vanilla JS on
+// the public API only (api.js).
 // DOM is built with h() and textContent: no innerHTML, no inline styles.
 import * as api from './api.js';
 import { drawChart } from './chart.js';
@@ -562,20 +563,26 @@ async function loadProject(id) {
   return p;
 }
 
+const TABS = {
+  backups: { tab: 'Backups', title: 'Backups' },
+  schedule: { tab: 'Schedule', title: 'Automated backups' },
+  storage: { tab: 'Storage', title: 'Backup storage' },
+};
+
 function projectHeader(main, p, tab) {
+  const t = TABS[tab];
   setCrumbs([{ text: 'Projects', href: '#/projects' }, { text: p.name || p.id, href: `#/projects/${encodeURIComponent(p.id)}` },
-    { text: tab === 'schedule' ? 'Schedule' : 'Backups' }]);
-  document.title = `${tab === 'schedule' ? 'Schedule' : 'Backups'} · ${p.name || p.id} · SupaManager Backup`;
+    { text: t.tab }]);
+  document.title = `${t.tab} · ${p.name || p.id} · SupaManager Backup`;
   const base = `#/projects/${encodeURIComponent(p.id)}`;
   const toolbar = h('div', { class: 'toolbar' });
   main.append(
     h('div', { class: 'page-head' },
-      h('div', {}, h('h1', { tabindex: '-1' }, tab === 'schedule' ? 'Automated backups' : 'Backups'),
+      h('div', {}, h('h1', { tabindex: '-1' }, t.title),
         h('div', { class: 'sub' }, 'Project: ', h('strong', {}, p.name || p.id), ` (${p.id})`)),
       toolbar),
     h('nav', { class: 'tabs', 'aria-label': 'Project sections' },
-      h('a', { href: base, 'aria-current': tab === 'backups' ? 'page' : null }, 'Backups'),
-      h('a', { href: base + '/schedule', 'aria-current': tab === 'schedule' ? 'page' : null }, 'Schedule')));
+      Object.entries(TABS).map(([k, v]) => h('a', { href: k === 'backups' ? base : `${base}/${k}`, 'aria-current': tab === k ? 'page' : null }, v.tab))));
   if (!p.can_manage) {
     main.append(h('div', { class: 'notice' }, 'You may view this project\'s backups but not change them: ask its owner or an admin of its organization.'));
   }
@@ -1432,12 +1439,193 @@ async function scheduleView(main, params) {
   });
 }
 
+/* ----- backup storage: where the project's repository lives ----- */
+
+const STORE_FIELDS = ['store', 's3_endpoint', 's3_region', 's3_storage_class'];
+const STORE_FOLDED = { endpoint: 's3_endpoint', region: 's3_region', storage_class: 's3_storage_class' };
+
+/* The project's store as the API returns it (one location string, or null for
+ * the default directory) taken apart: {kind: 'default'|'dir'|'s3', base (the
+ * location without the settings folded from the form's fields), bucket,
+ * prefix, s3_endpoint, s3_region, s3_storage_class, other: [[name, value]]}. */
+function parseStore(store) {
+  if (!store) return { kind: 'default', base: '' };
+  if (!store.startsWith('s3://')) return { kind: 'dir', base: store, path: store };
+  const q = store.indexOf('?');
+  const loc = q < 0 ? store : store.slice(0, q);
+  const rest = loc.slice(5), slash = rest.indexOf('/');
+  const out = {
+    kind: 's3', bucket: slash < 0 ? rest : rest.slice(0, slash), prefix: slash < 0 ? '' : rest.slice(slash + 1),
+    s3_endpoint: '', s3_region: '', s3_storage_class: '', other: [],
+  };
+  const kept = [];
+  for (const part of q < 0 ? [] : store.slice(q + 1).split('&')) {
+    if (!part) continue;
+    const eq = part.indexOf('=');
+    const name = eq < 0 ? part : part.slice(0, eq), raw = eq < 0 ? '' : part.slice(eq + 1);
+    let val = raw;
+    try { val = decodeURIComponent(raw); } catch { /* shown as it is */ }
+    if (STORE_FOLDED[name]) out[STORE_FOLDED[name]] = val;
+    else { out.other.push([name, val]); kept.push(part); }
+  }
+  out.base = loc + (kept.length ? `?${kept.join('&')}` : '');
+  return out;
+}
+
+/* The server's message names what it refuses: which of the form's fields is it? */
+function storeFieldOf(message) {
+  const m = /'(store|s3_endpoint|s3_region|s3_storage_class)'/.exec(message || '');
+  if (m) return m[1];
+  if (/S3 endpoint/.test(message)) return 's3_endpoint';
+  return 'store'; // the bucket, the prefix, a setting in the location, S3 settings without an s3:// store
+}
+
+function storeFacts(st, pid) {
+  const dflt = txt => h('span', { class: 'muted' }, txt);
+  if (st.kind !== 's3') {
+    return h('dl', { class: 'facts', id: 'store-current', 'data-kind': st.kind },
+      h('dt', {}, 'Location:'),
+      h('dd', {}, st.kind === 'default'
+        ? [h('strong', {}, 'Local directory (the default)'), h('div', { class: 'sub-line mono' }, `<service home>/backups/${pid}`)]
+        : [h('strong', {}, 'Local directory '), h('span', { class: 'mono' }, st.path)]),
+      h('dt', {}, 'Where:'), h('dd', {}, 'on the disk of the machine that runs supamanager serve'));
+  }
+  return h('dl', { class: 'facts', id: 'store-current', 'data-kind': 's3' },
+    h('dt', {}, 'Location:'), h('dd', { class: 'mono', 'data-fact': 'location' }, `s3://${st.bucket}${st.prefix ? '/' + st.prefix : ''}`),
+    h('dt', {}, 'Endpoint:'), h('dd', { 'data-fact': 'endpoint' }, st.s3_endpoint || dflt('AWS (the service\'s AWS_ENDPOINT_URL, if set)')),
+    h('dt', {}, 'Region:'), h('dd', { 'data-fact': 'region' }, st.s3_region || dflt('the service\'s AWS_REGION, else us-east-1')),
+    h('dt', {}, 'Storage class:'), h('dd', { 'data-fact': 'storage_class' }, st.s3_storage_class || dflt('the bucket\'s default')),
+    st.other.length ? [h('dt', {}, 'Other settings:'), h('dd', { class: 'mono', 'data-fact': 'other' }, st.other.map(([k, v]) => `${k}=${v}`).join(', '))] : null);
+}
+
+async function storageView(main, params) {
+  const pid = params.id;
+  let p, doc;
+  const path = `/platform/projects/${encodeURIComponent(pid)}`;
+  try {
+    p = await loadProject(pid);
+  } catch (e) {
+    setCrumbs([{ text: 'Projects', href: '#/projects' }, { text: pid }]);
+    main.append(errorBox(e, 'Cannot open the project'));
+    return;
+  }
+  const toolbar = projectHeader(main, p, 'storage');
+  toolbar.append(h('a', { class: 'btn', href: `#/projects/${encodeURIComponent(pid)}` }, 'Back to backups'));
+  const holder = h('div', {}, h('p', { class: 'loading' }, 'Loading the storage settings…'));
+  main.append(holder);
+  try {
+    doc = await api.get(path);
+  } catch (e) {
+    holder.replaceChildren(errorBox(e, 'Cannot read the project'));
+    return;
+  }
+  let st = parseStore(doc.store);
+  const current = h('div', {});
+  const showCurrent = () => current.replaceChildren(storeFacts(st, pid));
+  showCurrent();
+  const panel = h('section', { class: 'card', id: 'storage', 'aria-labelledby': 'store-h' },
+    h('div', { class: 'card-head' }, h('h2', { id: 'store-h' }, 'Where the backups live'),
+      h('span', { class: 'badge', id: 'store-kind' }, st.kind === 's3' ? 'S3' : 'Local')),
+    h('div', { class: 'card-body' }, current));
+  holder.replaceChildren(panel);
+  const kindBadge = $('#store-kind', panel);
+  if (!p.can_manage) {
+    panel.lastChild.append(h('p', { class: 'muted small', id: 'store-readonly' },
+      'Only the project\'s owner or an admin of its organization can change where its backups are stored.'));
+    return;
+  }
+
+  const inputs = {
+    store: h('input', { type: 'text', id: 'store-store', name: 'store', autocomplete: 'off', spellcheck: 'false', placeholder: 's3://BUCKET/PREFIX' }),
+    s3_endpoint: h('input', { type: 'url', id: 'store-s3_endpoint', name: 's3_endpoint', autocomplete: 'off', spellcheck: 'false', placeholder: 'https://HOST[:PORT]' }),
+    s3_region: h('input', { type: 'text', id: 'store-s3_region', name: 's3_region', autocomplete: 'off', spellcheck: 'false', placeholder: 'us-east-1' }),
+    s3_storage_class: h('input', { type: 'text', id: 'store-s3_storage_class', name: 's3_storage_class', autocomplete: 'off', spellcheck: 'false', placeholder: 'STANDARD_IA', list: 'store-classes' }),
+  };
+  const classes = h('datalist', { id: 'store-classes' },
+    ['STANDARD', 'STANDARD_IA', 'ONEZONE_IA', 'INTELLIGENT_TIERING', 'GLACIER_IR', 'GLACIER', 'DEEP_ARCHIVE'].map(c => h('option', { value: c })));
+  const helps = {
+    store: 'Empty: the default local directory. Or s3://BUCKET/PREFIX for S3-compatible object storage (AWS S3, Ceph RGW, MinIO), or an absolute directory path on the service\'s machine.',
+    s3_endpoint: 'S3 only. Empty: AWS.',
+    s3_region: 'S3 only. Empty: the service\'s default region.',
+    s3_storage_class: 'S3 only: the storage class of the objects written from now on. Empty: the bucket\'s default.',
+  };
+  const errs = {};
+  for (const k of STORE_FIELDS) {
+    errs[k] = h('div', { class: 'field-error', id: `store-${k}-error`, hidden: true });
+    inputs[k].setAttribute('aria-describedby', `store-${k}-help store-${k}-error`);
+  }
+  const fill = () => {
+    inputs.store.value = st.base;
+    for (const k of ['s3_endpoint', 's3_region', 's3_storage_class']) inputs[k].value = st[k] || '';
+  };
+  fill();
+  const row = (k, label, extra) => h('div', { class: 'field' },
+    h('label', { for: `store-${k}` }, label),
+    h('div', {}, inputs[k], extra, h('div', { class: 'field-help', id: `store-${k}-help` }, helps[k]), errs[k]));
+  const formErr = h('div', { role: 'alert', id: 'store-form-error' });
+  const save = h('button', { type: 'submit', class: 'btn btn-primary' }, 'Save storage settings');
+  const form = h('form', { novalidate: true, id: 'store-form', 'aria-labelledby': 'store-form-h' },
+    h('h3', { id: 'store-form-h', class: 'form-title' }, 'Change where backups are stored'),
+    h('div', { class: 'notice notice-warn', id: 'store-note' }, h('strong', {}, 'Future backups only. '),
+      'A new location points this project\'s next backups at a new repository there. Backups already taken stay where they are and are not copied; ' +
+      'restores read the repository the project points at, so copy it first (supamanager repo copy) to keep older backups restorable. ' +
+      'The credentials are the service\'s own (its AWS_* variables or credentials file); nothing is checked here: run supamanager store check.'),
+    h('fieldset', {},
+      h('legend', { class: 'visually-hidden' }, 'Storage settings'),
+      row('store', 'Location'),
+      row('s3_endpoint', 'S3 endpoint'),
+      row('s3_region', 'S3 region'),
+      row('s3_storage_class', 'Storage class', classes)),
+    formErr,
+    h('div', { class: 'form-actions left' }, save));
+  panel.lastChild.append(form);
+
+  function clearErrors() {
+    formErr.replaceChildren();
+    for (const k of STORE_FIELDS) {
+      errs[k].hidden = true;
+      errs[k].textContent = '';
+      inputs[k].removeAttribute('aria-invalid');
+    }
+  }
+  form.addEventListener('submit', async e => {
+    e.preventDefault();
+    clearErrors();
+    const body = {};
+    for (const k of STORE_FIELDS) body[k] = inputs[k].value.trim();
+    setBusy(save, true, 'Saving…');
+    try {
+      doc = await api.patch(path, body);
+      st = parseStore(doc.store);
+      fill();
+      showCurrent();
+      kindBadge.textContent = st.kind === 's3' ? 'S3' : 'Local';
+      formErr.append(h('p', { class: 'visually-hidden' }, 'Storage settings saved.'));
+      toast('Storage settings saved: the next backup goes to the new location');
+    } catch (err) {
+      const key = storeFieldOf(err.message);
+      if (err.status === 400) {
+        errs[key].textContent = err.message;
+        errs[key].hidden = false;
+        inputs[key].setAttribute('aria-invalid', 'true');
+        formErr.append(h('p', { class: 'visually-hidden' }, `Not saved: ${err.message}`));
+        inputs[key].focus();
+      } else {
+        formErr.append(errorBox(err, 'The storage settings were not saved'));
+      }
+    } finally {
+      setBusy(save, false);
+    }
+  });
+}
+
 /* ---------- router ---------- */
 
 const ROUTES = [
   [/^#\/signin$/, signinView, false],
   [/^#\/projects$/, projectsView, true],
   [/^#\/projects\/([^/?]+)\/schedule$/, scheduleView, true],
+  [/^#\/projects\/([^/?]+)\/storage$/, storageView, true],
   [/^#\/projects\/([^/?]+)$/, backupsView, true],
 ];
 

@@ -312,6 +312,12 @@ static int store_fields(const json_t *body, project *p, sm_err *err)
         s[i] = json_string_value(v);
     }
     if (s[0]) {
+        /* not S3: a directory, and only an absolute one (the service's working
+         * directory is no place for a repository; "ftp://..." is no directory) */
+        if (*s[0] && strncmp(s[0], "s3://", 5) != 0 && (s[0][0] != '/' || strstr(s[0], "://")))
+            return sm_err_set(err, SM_E_INVALID,
+                              "'store' must be s3://BUCKET[/PREFIX] or an absolute directory "
+                              "path, not '%s'", s[0]);
         free(p->store);
         p->store = *s[0] ? sm_xstrdup(s[0]) : NULL;
     }

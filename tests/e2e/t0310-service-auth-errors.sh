@@ -91,6 +91,8 @@ routes = [
     ("UPLOAD", "/platform/projects/import", lambda: {"new_project_name": "Imp", "id": uniq("imp"), "db_url": dburl, "storage_dir": T + "/imp-" + str(n[0]), "org_id": "acme"},
      dict(service=202, owner=403, admin=202, member=403, stranger=403)),
     ("GET", P, None, dict(service=200, owner=200, admin=200, member=200, stranger=404)),
+    # store settings only; an empty store is the default directory the project already uses
+    ("PATCH", P, {"store": ""}, dict(service=200, owner=200, admin=200, member=403, stranger=404)),
     ("GET", P + "/backups", None, dict(service=200, owner=200, admin=200, member=200, stranger=404)),
     ("POST", P + "/backups", {"type": "DATABASE"}, dict(service=202, owner=202, admin=202, member=403, stranger=404)),
     ("GET", lambda: P + "/backups/" + full, None, dict(service=200, owner=200, admin=200, member=200, stranger=404)),
@@ -148,8 +150,10 @@ for method, path, body, rule in routes:
             check(hdr.get("www-authenticate", "").startswith("Bearer"), "401 without WWW-Authenticate: %s %s as %s %s" % (method, pth, name, hdr))
         checked += 1
 wait_idle()
-served = set(re.findall(r'\{"(GET|POST|PUT|DELETE)", "([^"]+)", (?:h|ui)_', open(os.environ["SOURCE_ROOT"] + "/src/service/routes.c").read()))
+served = set(re.findall(r'\{"(GET|POST|PUT|PATCH|DELETE)", "([^"]+)", (?:h|ui)_', open(os.environ["SOURCE_ROOT"] + "/src/service/routes.c").read()))
 check(len(routes) == len(served), "the matrix covers %d routes, the server has %d" % (len(routes), len(served)))
+st, doc, _, _ = svc.get(P)
+check(st == 200 and doc["store"] is None, "the PATCHes of the matrix kept the default store: %s" % doc)
 # a stranger's project list is empty; a member sees it read-only
 st, doc, _, _ = Api(port, who["stranger"]).get("/platform/projects")
 check(st == 200 and doc == [], "stranger sees projects: %s" % doc)

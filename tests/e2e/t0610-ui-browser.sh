@@ -6,7 +6,9 @@
 # survives a reload and reaches 100 %, a download that is an archive with
 # database.dump, a restore of the database only (the database comes back, the
 # storage stays as it is), the schedule with its next run and the server's
-# message beside a bad field, delete, export, import with upload progress, the
+# message beside a bad field, the backup storage settings (an s3:// store saved
+# from the form and read back through the API, refused values shown beside
+# their field; no S3 server: PATCH only stores them), delete, export, import with upload progress, the
 # chart, the dialogs' focus trap, a member who may only look, and a stranger who sees
 # no project. Any
 # console error fails it. Screenshots of every screen at desktop and phone

@@ -350,6 +350,72 @@ await run(async browser => {
   check(still.time === '03:30' && still.retention === 5, 'refused schedules changed nothing');
   ok('a bad schedule shows the server\'s message beside the field it names, and changes nothing');
 
+  // ---- backup storage: the local default, an S3 location saved from the form (PATCH stores the
+  // settings only: no S3 server is asked, so none runs here), refused values, and back ----
+  const projectDoc = async () => {
+    const r = await fetch(`${URL_}platform/projects/${PID}`, { headers: { Authorization: `Bearer ${tokens.owner}` } });
+    check(r.status === 200, `GET /platform/projects/${PID}: ${r.status}`);
+    return r.json();
+  };
+  const storeBefore = (await projectDoc()).store;
+  check(storeBefore === null, `the project starts on the default store: ${storeBefore}`);
+  await page.click('nav.tabs a:has-text("Storage")');
+  await page.waitForSelector('#store-form');
+  check(page.url().endsWith(`#/projects/${PID}/storage`), `storage page: ${page.url()}`);
+  const localText = await page.textContent('#store-current');
+  check(await page.getAttribute('#store-current', 'data-kind') === 'default' && /Local directory \(the default\)/.test(localText) &&
+    localText.includes(`/backups/${PID}`) && await page.textContent('#store-kind') === 'Local', `local default shown: ${localText}`);
+  check(await page.inputValue('#store-store') === '' && await page.inputValue('#store-s3_endpoint') === '', 'the form starts empty (the default)');
+  const note = await page.textContent('#store-note');
+  check(/new repository/.test(note) && /already taken stay where they are/.test(note), `the note on future backups: ${note}`);
+  const S3LOC = 's3://ui-backups/supabase/abc123';
+  await page.fill('#store-store', S3LOC);
+  await page.fill('#store-s3_endpoint', 'http://127.0.0.1:9000');
+  await page.fill('#store-s3_region', 'eu-west-1');
+  await page.fill('#store-s3_storage_class', 'STANDARD_IA');
+  await page.click('#store-form button[type=submit]');
+  await page.waitForSelector('#store-current[data-kind=s3]');
+  const savedStore = (await projectDoc()).store;
+  check(savedStore === `${S3LOC}?endpoint=http://127.0.0.1:9000&region=eu-west-1&storage_class=STANDARD_IA`, `the API returns the saved store: ${savedStore}`);
+  await page.reload();
+  await page.waitForSelector('#store-current[data-kind=s3]');
+  const fact = async k => (await page.textContent(`#store-current [data-fact=${k}]`)).trim();
+  check(await fact('location') === S3LOC && await fact('endpoint') === 'http://127.0.0.1:9000' && await fact('region') === 'eu-west-1' &&
+    await fact('storage_class') === 'STANDARD_IA' && await page.textContent('#store-kind') === 'S3', `after a reload the panel shows them: ${await page.textContent('#store-current')}`);
+  check(await page.inputValue('#store-store') === S3LOC && await page.inputValue('#store-s3_region') === 'eu-west-1' &&
+    await page.inputValue('#store-s3_storage_class') === 'STANDARD_IA', 'and the form holds them');
+  await shot(page, '20-storage');
+  ok('the storage panel shows the local default; an s3:// store with endpoint, region and storage class saved from the form is what the API returns, and is shown after a reload');
+
+  expectStatus(400, `/platform/projects/${PID}`);
+  for (const [field, value, want] of [
+    ['store', 's3://', /invalid S3 bucket name in 's3:\/\/'/],
+    ['store', 'ftp://x', /'store' must be s3:\/\/BUCKET\[\/PREFIX\] or an absolute directory path, not 'ftp:\/\/x'/],
+    ['s3_endpoint', 'ftp://h', /S3 endpoint 'ftp:\/\/h' is not a URL/],
+  ]) {
+    const was = await page.inputValue(`#store-${field}`);
+    await page.fill(`#store-${field}`, value);
+    await page.click('#store-form button[type=submit]');
+    await page.waitForSelector(`#store-${field}-error:not([hidden])`);
+    const msg = await page.textContent(`#store-${field}-error`);
+    check(want.test(msg) && await page.getAttribute(`#store-${field}`, 'aria-invalid') === 'true', `${field} ${value}: ${msg}`);
+    check(await page.evaluate(() => document.activeElement.id) === `store-${field}`, `focus on the refused field (${field})`);
+    check(await page.$$eval('#store-form .field-error:not([hidden])', es => es.length) === 1, 'the message is beside that field only');
+    if (value === 's3://') await shot(page, '21-storage-error');
+    check((await projectDoc()).store === savedStore, `a refused ${field} ${value} changed nothing`);
+    await page.fill(`#store-${field}`, was);
+  }
+  expectNothing();
+  check(await fact('location') === S3LOC, 'the panel still shows the saved store');
+  ok('a refused store (s3://, ftp://x) or endpoint shows the server\'s message beside its field, takes the focus there, and changes nothing');
+
+  // back to the default: the steps below back up and export from the local repository
+  for (const k of ['store', 's3_endpoint', 's3_region', 's3_storage_class']) await page.fill(`#store-${k}`, '');
+  await page.click('#store-form button[type=submit]');
+  await page.waitForSelector('#store-current[data-kind=default]');
+  check((await projectDoc()).store === storeBefore, 'the project is back on its previous store');
+  ok('an empty form puts the project back on the default local store');
+
   // ---- export, delete ----
   await page.click('nav.tabs a:has-text("Backups")');
   await page.waitForSelector(`tr[data-id="${bid}"]`);
@@ -487,8 +553,13 @@ await run(async browser => {
       await p3.isDisabled('#backups button:has-text("Delete") >> nth=0'), 'the member cannot create, restore or delete');
     check(/may view this project's backups but not change them/.test(await p3.textContent('main')), 'and is told so');
     await shot(p3, '19-backups-member');
+    await p3.click('nav.tabs a:has-text("Storage")');
+    await p3.waitForSelector('#store-current');
+    check(await p3.getAttribute('#store-current', 'data-kind') === 'default' && !(await p3.$('#store-form')) && !(await p3.$('#store-store')) &&
+      /Only the project's owner or an admin/.test(await p3.textContent('#store-readonly')), 'the member sees the storage settings without a form');
+    await shot(p3, '22-storage-member');
     await ctx3.close();
-    ok('a member of the organization sees the backups read-only (buttons disabled, and says why)');
+    ok('a member of the organization sees the backups and the storage settings read-only (buttons disabled, no storage form, and says why)');
   }
 
   // ---- the page signs out when the token expires (the page's clock is driven) ----
