@@ -1545,7 +1545,7 @@ async function storageView(main, params) {
     ['STANDARD', 'STANDARD_IA', 'ONEZONE_IA', 'INTELLIGENT_TIERING', 'GLACIER_IR', 'GLACIER', 'DEEP_ARCHIVE'].map(c => h('option', { value: c })));
   const helps = {
     store: 'Empty: the default local directory. Or s3://BUCKET/PREFIX for S3-compatible object storage (AWS S3, Ceph RGW, MinIO), or an absolute directory path on the service\'s machine.',
-    s3_endpoint: 'S3 only. Empty: AWS.',
+    s3_endpoint: 'S3 only: https://HOST[:PORT] of Ceph RGW, MinIO, … Empty: AWS (or the service\'s AWS_ENDPOINT_URL).',
     s3_region: 'S3 only. Empty: the service\'s default region.',
     s3_storage_class: 'S3 only: the storage class of the objects written from now on. Empty: the bucket\'s default.',
   };

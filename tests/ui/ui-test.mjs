@@ -409,6 +409,26 @@ await run(async browser => {
   check(await fact('location') === S3LOC, 'the panel still shows the saved store');
   ok('a refused store (s3://, ftp://x) or endpoint shows the server\'s message beside its field, takes the focus there, and changes nothing');
 
+  // settings of the location the form has no field for (set through the API) are shown and kept
+  {
+    const r = await fetch(`${URL_}platform/projects/${PID}`, {
+      method: 'PATCH', headers: { Authorization: `Bearer ${tokens.owner}`, 'Content-Type': 'application/json' },
+      body: JSON.stringify({ store: `${S3LOC}?sse=AES256&parallel=8`, s3_endpoint: 'http://127.0.0.1:9000', s3_storage_class: 'STANDARD_IA' }),
+    });
+    check(r.status === 200, `PATCH through the API: ${r.status}`);
+    await page.reload();
+    await page.waitForSelector('#store-current [data-fact=other]');
+    check(await fact('other') === 'sse=AES256, parallel=8' && await page.inputValue('#store-store') === `${S3LOC}?sse=AES256&parallel=8`,
+      `other settings shown: ${await fact('other')}`);
+    await page.fill('#store-s3_region', 'eu-central-1');
+    await page.click('#store-form button[type=submit]');
+    await page.waitForFunction(() => /eu-central-1/.test(document.querySelector('#store-current [data-fact=region]').textContent));
+    const kept = (await projectDoc()).store;
+    check(kept === `${S3LOC}?endpoint=http://127.0.0.1:9000&region=eu-central-1&storage_class=STANDARD_IA&sse=AES256&parallel=8`,
+      `a form save keeps the other settings: ${kept}`);
+    ok('settings of the location without a field of their own (sse, parallel) are shown, and a save from the form keeps them');
+  }
+
   // back to the default: the steps below back up and export from the local repository
   for (const k of ['store', 's3_endpoint', 's3_region', 's3_storage_class']) await page.fill(`#store-${k}`, '');
   await page.click('#store-form button[type=submit]');
