@@ -4,6 +4,7 @@
 #include "cli/output.h"
 
 #include "catalog/catalog.h"
+#include "core/fsutil.h"
 #include "core/mem.h"
 #include "core/util.h"
 #include "job/ops.h"
@@ -114,6 +115,18 @@ static int parse_project_opts(int argc, char **argv, project *p, pflags *f)
     } else if (f->s3_endpoint || f->s3_region || f->s3_class) {
         cli_usage("--s3-endpoint, --s3-region and --s3-storage-class need --store s3://BUCKET/PREFIX");
         return -1;
+    } else if (p->store && strstr(p->store, "://")) {
+        cli_usage("--store must be s3://BUCKET[/PREFIX] or a directory, not '%s'", p->store);
+        return -1;
+    } else if (p->store && p->store[0] != '/') { /* a directory, as an absolute path */
+        char cwd[4096];
+        if (!getcwd(cwd, sizeof(cwd))) {
+            cli_usage("cannot resolve --store '%s': give an absolute path", p->store);
+            return -1;
+        }
+        char *abs = sm_path_join(cwd, p->store);
+        free(p->store);
+        p->store = abs;
     }
     if (p->config_dir && json_array_size(p->config_files) > 0) {
         cli_usage("--config-dir and --config-file exclude each other");

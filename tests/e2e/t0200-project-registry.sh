@@ -39,3 +39,11 @@ sm project show abc123 >/dev/null || fail "an unconfirmed remove removed the pro
 sm project remove abc123 --yes 2>/dev/null || fail "remove"
 expect_fail 3 "unknown project 'abc123'" -- sm project show abc123
 ok "edit and remove"
+
+# the repository location: s3:// or a directory (a relative one is made absolute)
+expect_fail 2 "--store must be s3://BUCKET[/PREFIX] or a directory, not 'ftp://x'" -- \
+  sm project add st1 --name S --db-url "$URL" --storage-dir "$T/p/storage" --store ftp://x
+(cd "$T" && "$SM" project add st1 --name S --db-url "$URL" --storage-dir "$T/p/storage" --store repos/st1 2>/dev/null) ||
+  fail "project add with a relative --store"
+sm project show st1 | grep -qx "store: *$T/repos/st1" || fail "relative store not made absolute: $(sm project show st1 | grep store)"
+ok "--store takes s3:// or a directory, made absolute"
