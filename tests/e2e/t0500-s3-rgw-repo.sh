@@ -118,3 +118,22 @@ rc=$?
 [ $rc -ne 0 ] && grep -q "pack ${pk:13:12} is missing" "$T/err" && ! grep -q "s3: retrying" "$T/err" ||
   fail "restore with a missing pack (exit $rc): $(grep -v debug "$T/err" | tail -5)"
 ok "a pack deleted behind our back is reported missing by name (exit $rc), without retries"
+
+# bounded memory: 256 MiB in 32 MiB packs sent as 5 MiB parts, 4 at a time, need no more memory
+# than the same backup into a local directory (parts are slices of the pack being sent)
+maxrss() { # CMD...: runs it; prints its peak resident size in KiB (-1 when it failed)
+  /usr/bin/python3 -c '
+import resource, subprocess, sys
+r = subprocess.run(sys.argv[1:], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss if r.returncode == 0 else -1)' "$@"
+}
+head -c $((256 * 1048576)) /dev/urandom >"$T/big.bin"
+sm repo init --repo "$T/local-big" >/dev/null 2>&1 || fail "init local"
+LB="s3://sm-test/big?endpoint=$RGW&multipart_threshold=5M&part_size=5M&parallel=4"
+sm repo init --repo "$LB" >/dev/null 2>&1 || fail "init big"
+rss_local=$(maxrss "$SM" repo backup --repo "$T/local-big" big="$T/big.bin")
+rss_s3=$(maxrss "$SM" repo backup --repo "$LB" big="$T/big.bin")
+[ "$rss_local" -gt 0 ] && [ "$rss_s3" -gt 0 ] || fail "the backups failed ($rss_local, $rss_s3)"
+[ "$rss_s3" -le $((rss_local + 64 * 1024)) ] || fail "multipart to S3 used $rss_s3 KiB, a local backup $rss_local KiB"
+rm -f "$T/big.bin"
+ok "256 MiB through multipart uploads peak at $((rss_s3 / 1024)) MiB resident (a local backup: $((rss_local / 1024)) MiB)"
