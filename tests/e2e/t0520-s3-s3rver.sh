@@ -37,8 +37,8 @@ sm repo restore --repo "$T/local" latest --target "$T/out3" 2>/dev/null && $TREE
 ok "s3rver: repo copy to a directory gives a repository that verifies and restores"
 
 # what goes on the wire: a proxy logs the headers of every request
-proxy "$S3RVER" hdr --rate 0 --delay-ms 300 --log-headers x-amz-storage-class,x-amz-server-side-encryption,content-md5,x-amz-content-sha256
-H="s3://sm-s3rver/hdr?endpoint=$PX&storage_class=STANDARD_IA&sse=AES256&multipart_threshold=5M&part_size=5M"
+proxy "$S3RVER" hdr --rate 0 --delay-ms 300 --log-headers authorization,x-amz-storage-class,x-amz-server-side-encryption,content-md5,x-amz-content-sha256
+H="s3://sm-s3rver/hdr?endpoint=$PX&region=eu-west-3&storage_class=STANDARD_IA&sse=AES256&multipart_threshold=5M&part_size=5M"
 sm repo init --repo "$H" --pack-size 8M >/dev/null 2>"$T/err" || fail "init through the proxy: $(cat "$T/err")"
 sm repo backup --repo "$H" tree="$T/src" >/dev/null 2>"$T/err" || fail "backup through the proxy: $(cat "$T/err")"
 sha='x-amz-content-sha256=[0-9a-f]{64} ev='
@@ -55,4 +55,6 @@ import sys
 iv = [tuple(map(int, l.split("-"))) for l in sys.stdin.read().split()]
 assert any(a[0] < b[1] and b[0] < a[1] for i, a in enumerate(iv) for b in iv[i + 1:]), iv
 ' || fail "the parts of a multipart upload never overlapped: $(grep partNumber "$T/hdr.log")"
-ok "uploads carry x-amz-storage-class, x-amz-server-side-encryption, Content-MD5 and the signed SHA-256; parts go up in parallel"
+[ -z "$(grep -E '^[A-Z]+ /sm-s3rver' "$T/hdr.log" | grep -Ev 'authorization=AWS4-HMAC-SHA256 Credential=S3RVER/[0-9]{8}/eu-west-3/s3/aws4_request, ')" ] ||
+  fail "a request not signed for region eu-west-3: $(grep -E '^[A-Z]+ /sm-s3rver' "$T/hdr.log" | grep -v 'eu-west-3/s3/aws4_request' | head -2)"
+ok "uploads carry x-amz-storage-class, x-amz-server-side-encryption, Content-MD5 and the signed SHA-256; parts go up in parallel; every request is signed for the configured region"
