@@ -240,6 +240,16 @@ static int apply_setting(s3_settings *s, const char *name, const char *v, sm_err
     }
     if (!*v)
         return sm_err_set(err, SM_E_USAGE, "S3 setting %s is empty", name);
+    if ((str == &s->region || str == &s->storage_class) &&
+        (strlen(v) > 64 || strspn(v, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+                                     "0123456789_-") != strlen(v))) {
+        /* (they go into signatures and headers: no spaces, no line breaks) */
+        sm_err_set(err, SM_E_USAGE,
+                   "S3 setting %s must be letters, digits, '-' and '_' (like us-east-1 or "
+                   "STANDARD_IA)",
+                   name);
+        return -1;
+    }
     free(*str);
     *str = sm_xstrdup(v);
     return 0;

@@ -95,6 +95,12 @@ static void bad_locations_are_refused_with_the_reason(void **state)
     parse_fails("s3://bkt/x?region", "S3 setting 'region' has no value (NAME=VALUE)");
     parse_fails("s3://bkt/x?region=%zz", "S3 setting 'region' has a bad %-escape");
     parse_fails("s3://bkt/x?region=", "S3 setting region is empty");
+    parse_fails("s3://bkt/x?storage_class=bad%20class",
+                "S3 setting storage_class must be letters, digits, '-' and '_' (like us-east-1 "
+                "or STANDARD_IA)");
+    parse_fails("s3://bkt/x?region=us%0D%0Ax-evil:1",
+                "S3 setting region must be letters, digits, '-' and '_' (like us-east-1 or "
+                "STANDARD_IA)");
     parse_fails("s3://bkt/x?endpoint=ftp://h",
                 "S3 endpoint 'ftp://h' is not a URL like https://HOST[:PORT]");
     parse_fails("s3://bkt/x?endpoint=http://h/path",
