@@ -411,7 +411,8 @@ int s3_location_build(char **out, const char *base, const char *endpoint, const 
             return 0;
         }
         sm_err_set(err, SM_E_USAGE, "S3 settings need an S3 store location");
-        return sm_err_hint(err, "Give the store as s3://BUCKET[/PREFIX] with --store.");
+        return sm_err_hint(err, "Give the store as s3://BUCKET[/PREFIX] (--store, or the "
+                                "API's store field).");
     }
     if (s3_settings_parse(&s, base, err) < 0)
         return -1;

@@ -174,7 +174,8 @@ static void the_builder_refuses_s3_fields_without_an_s3_location(void **state)
     (void)state;
     assert_int_equal(s3_location_build(&out, "/srv/backups", NULL, "eu-west-1", NULL, &err), -1);
     assert_err(&err, SM_E_USAGE, "S3 settings need an S3 store location");
-    assert_string_equal(err.hint, "Give the store as s3://BUCKET[/PREFIX] with --store.");
+    assert_string_equal(err.hint, "Give the store as s3://BUCKET[/PREFIX] (--store, or the "
+                                  "API's store field).");
     assert_null(out);
 }
 
