@@ -337,24 +337,23 @@ int cmd_wal_push(int argc, char **argv)
         rc = pitr_wal_push_spool(a.spool, a.pos[0], &err);
     } else {
         cli_env e;
-        json_t *st = NULL;
+        json_t *doc = NULL;
+        int r;
         if (cli_env_open(&e, 1, 1, &err) < 0) {
             cli_env_close(&e);
             return cli_fail(&err);
         }
-        rc = pitr_status(&e.o, a.project, &st, &err);
-        if (rc == 0 && !json_is_true(json_object_get(st, "enabled"))) {
+        r = catalog_pitr_get(e.cat, a.project, &doc, &err);
+        if (r == 1)
             sm_err_set(&err, SM_E_INVALID, "point-in-time recovery is not enabled for '%s'",
                        a.project);
-            rc = -1;
-        }
+        rc = r == 0 ? 0 : -1;
         if (rc == 0)
-            rc = pitr_wal_push_spool(json_string_value(json_object_get(
-                                         json_object_get(st, "settings"), "spool_dir")),
+            rc = pitr_wal_push_spool(json_string_value(json_object_get(doc, "spool_dir")),
                                      a.pos[0], &err);
         if (rc == 0)
             rc = pitr_push(&e.o, a.project, NULL, &err);
-        json_decref(st);
+        json_decref(doc);
         cli_env_close(&e);
     }
     return rc < 0 ? cli_fail(&err) : 0;

@@ -823,12 +823,20 @@ static int64_t first_gap(const walpath *wp, int64_t from, int64_t upto)
 /* Archive time of the last file before segno on the path (0: none). */
 static time_t archived_before(const walpath *wp, int64_t segno)
 {
-    for (int64_t sg = segno - 1; sg >= 0 && sg >= segno - 1000000; sg--) {
-        json_t *w = path_file(wp, sg);
-        if (w)
-            return jtime(w, "archived_at");
+    int64_t best = -1;
+    time_t t = 0;
+    const char *k;
+    json_t *w;
+
+    json_object_foreach(wp->map, k, w)
+    {
+        int64_t sg = jint(w, "segno", -1);
+        if (wal_kind(k) == WAL_SEGMENT && sg < segno && sg > best && tli_for(wp, sg) == hex32(k)) {
+            best = sg;
+            t = jtime(w, "archived_at");
+        }
     }
-    return 0;
+    return t;
 }
 
 /* The first segment from `from` on the path archived at or after t (-1: none). */

@@ -702,13 +702,30 @@ static int h_backup_get(http_req *rq, void *ud)
 }
 
 /* Submits a job for the backup of the {id}/{backupID} route. */
+/* Queues a job and answers 202 with its state and job_id (or the error). */
+static void submit_job(http_req *rq, svc *S, const job_spec *sp)
+{
+    char *job = NULL;
+    sm_err err = SM_ERR_INIT;
+    json_t *st;
+
+    if (jobs_submit(S->J, sp, &job, NULL, &err) < 0) {
+        http_error_from(rq, &err);
+        return;
+    }
+    st = jobs_get(S->J, job);
+    if (!st)
+        st = json_pack("{s:s,s:s}", "id", job, "status", "QUEUED");
+    json_object_set_new(st, "job_id", json_string(job));
+    http_json(rq, 202, st);
+    free(job);
+}
+
 static int submit_on_backup(http_req *rq, svc *S, const char *kind, auth_right need, json_t *args)
 {
     auth_identity id;
     project *p = NULL;
     backup_rec *b = NULL;
-    char *job = NULL;
-    sm_err err = SM_ERR_INIT;
     job_spec sp;
 
     if (authn(rq, S, &id) < 0 ||
@@ -726,19 +743,8 @@ static int submit_on_backup(http_req *rq, svc *S, const char *kind, auth_right n
     sp.project_id = p->id;
     sp.backup_id = b->id;
     sp.args = args;
-    if (jobs_submit(S->J, &sp, &job, NULL, &err) < 0) {
-        http_error_from(rq, &err);
-        goto out;
-    }
-    {
-        json_t *st = jobs_get(S->J, job);
-        if (!st)
-            st = json_pack("{s:s,s:s}", "id", job, "status", "QUEUED");
-        json_object_set_new(st, "job_id", json_string(job));
-        http_json(rq, 202, st);
-    }
+    submit_job(rq, S, &sp);
 out:
-    free(job);
     backup_rec_free(b);
     project_free(p);
     return 0;
@@ -855,15 +861,35 @@ static int ensure_archive(http_req *rq, svc *S, const project *p, const backup_r
     return 0;
 }
 
+/* Prepares the backup's archive and answers with a signed link to it:
+ * {download_url, fileUrl (Studio's name), expires_at, size}. */
+static void answer_link(http_req *rq, svc *S, const project *p, const backup_rec *b,
+                        unsigned status)
+{
+    char *path = NULL, *sig, *url, *exp_iso;
+    uint64_t size = 0;
+    time_t exp = sm_now() + S->link_ttl;
+
+    if (ensure_archive(rq, S, p, b, &path, &size) < 0)
+        return;
+    sig = download_sign(S->jwt_secret, p->id, b->id, exp);
+    url = sm_xasprintf("%s/platform/download/%s/%s?expires=%lld&sig=%s", S->public_url, p->id,
+                       b->id, (long long)exp, sig);
+    exp_iso = iso(exp);
+    http_json(rq, status, json_pack("{s:s,s:s,s:s,s:I}", "download_url", url, "fileUrl", url,
+                                    "expires_at", exp_iso, "size", (json_int_t)size));
+    free(path);
+    free(sig);
+    free(url);
+    free(exp_iso);
+}
+
 static int h_backup_download_link(http_req *rq, void *ud)
 {
     svc *S = ud;
     auth_identity id;
     project *p = NULL;
     backup_rec *b = NULL;
-    char *path = NULL, *sig = NULL, *url = NULL, *exp_iso = NULL;
-    uint64_t size = 0;
-    time_t exp = sm_now() + S->link_ttl;
 
     if (authn(rq, S, &id) < 0 ||
         load_project(rq, S, &id, http_param(rq, "id"), AUTH_MANAGE, &p) < 0)
@@ -876,19 +902,8 @@ static int h_backup_download_link(http_req *rq, void *ud)
                    b->id, b->status);
         goto out;
     }
-    if (ensure_archive(rq, S, p, b, &path, &size) < 0)
-        goto out;
-    sig = download_sign(S->jwt_secret, p->id, b->id, exp);
-    url = sm_xasprintf("%s/platform/download/%s/%s?expires=%lld&sig=%s", S->public_url, p->id,
-                       b->id, (long long)exp, sig);
-    exp_iso = iso(exp);
-    http_json(rq, 200, json_pack("{s:s,s:s,s:s,s:I}", "download_url", url, "fileUrl", url,
-                                 "expires_at", exp_iso, "size", (json_int_t)size));
+    answer_link(rq, S, p, b, 200);
 out:
-    free(path);
-    free(sig);
-    free(url);
-    free(exp_iso);
     backup_rec_free(b);
     project_free(p);
     return 0;
@@ -1184,8 +1199,6 @@ static int submit_pitr(http_req *rq, svc *S, const char *kind, json_t *args)
 {
     auth_identity id;
     project *p = NULL;
-    char *job = NULL;
-    sm_err err = SM_ERR_INIT;
     job_spec sp;
 
     if (authn(rq, S, &id) < 0 ||
@@ -1195,16 +1208,7 @@ static int submit_pitr(http_req *rq, svc *S, const char *kind, json_t *args)
     sp.kind = kind;
     sp.project_id = p->id;
     sp.args = args;
-    if (jobs_submit(S->J, &sp, &job, NULL, &err) < 0) {
-        http_error_from(rq, &err);
-    } else {
-        json_t *st = jobs_get(S->J, job);
-        if (!st)
-            st = json_pack("{s:s,s:s}", "id", job, "status", "QUEUED");
-        json_object_set_new(st, "job_id", json_string(job));
-        http_json(rq, 202, st);
-    }
-    free(job);
+    submit_job(rq, S, &sp);
     project_free(p);
     return 0;
 }
@@ -1565,9 +1569,7 @@ static int h_studio_download(http_req *rq, void *ud)
     backup_rec *b = NULL;
     json_t *body;
     int answered = 0;
-    char *bid = NULL, *path = NULL, *sig = NULL, *url = NULL, *exp_iso = NULL;
-    uint64_t size = 0;
-    time_t exp = sm_now() + S->link_ttl;
+    char *bid = NULL;
 
     if (authn(rq, S, &id) < 0 ||
         load_project(rq, S, &id, http_param(rq, "ref"), AUTH_MANAGE, &p) < 0)
@@ -1582,20 +1584,9 @@ static int h_studio_download(http_req *rq, void *ud)
                        p->id);
         goto out;
     }
-    if (ensure_archive(rq, S, p, b, &path, &size) < 0)
-        goto out;
-    sig = download_sign(S->jwt_secret, p->id, b->id, exp);
-    url = sm_xasprintf("%s/platform/download/%s/%s?expires=%lld&sig=%s", S->public_url, p->id,
-                       b->id, (long long)exp, sig);
-    exp_iso = iso(exp);
-    http_json(rq, 201, json_pack("{s:s,s:s,s:s,s:I}", "fileUrl", url, "download_url", url,
-                                 "expires_at", exp_iso, "size", (json_int_t)size));
+    answer_link(rq, S, p, b, 201);
 out:
     free(bid);
-    free(path);
-    free(sig);
-    free(url);
-    free(exp_iso);
     backup_rec_free(b);
     project_free(p);
     return 0;
