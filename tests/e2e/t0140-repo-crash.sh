@@ -10,10 +10,14 @@ smr init --chunk-min 8k --chunk-avg 32k --chunk-max 128k --pack-size 256k 2>/dev
 $TREETOOL gen "$T/src" 7 --files 150 --max-size 400000 || fail gen
 head -c 8000000 /dev/urandom >"$T/src/big.bin"
 
-# one complete backup; then how long a backup that re-reads everything takes
+# one complete backup; then how long a backup like the ones killed below
+# takes (it re-reads everything and stores a changed tree and a new file),
+# so that the kills spread over a whole backup
 id=$(smr backup tree="$T/src" 2>/dev/null) || fail "first backup"
 cp -a "$T/src" "$T/state-$id"
 ids=("$id")
+$TREETOOL mutate "$T/src" 1000 3 >/dev/null
+head -c 1000000 /dev/urandom >"$T/src/new-0.bin"
 start=$(date +%s%N)
 id=$(smr backup --no-parent tree="$T/src" 2>/dev/null) || fail "second backup"
 dur_ms=$(( ($(date +%s%N) - start) / 1000000 ))
@@ -57,8 +61,21 @@ for id in "${ids[@]}"; do
 done
 ok "every complete snapshot restores byte-identical"
 
+# one kill that surely leaves an orphan: wait until the killed backup has
+# stored a pack (the random kills above may all land before the first one
+# on a loaded machine), then kill it before it lists its packs in an index
+npacks() { find "$R/data" -type f ! -name "*.tmp.*" | wc -l; }
+head -c 12000000 /dev/urandom >"$T/src/orphan.bin"
+before=$(npacks)
+"$SM" repo backup --repo "$R" --no-parent tree="$T/src" >/dev/null 2>&1 &
+pid=$!
+while [ "$(npacks)" -le "$before" ] && kill -0 $pid 2>/dev/null; do sleep 0.005; done
+kill -9 $pid 2>/dev/null || fail "the backup finished before it could be killed with a pack on disk"
+wait $pid 2>/dev/null
+rm -f "$T/src/orphan.bin"
+
 id=$(smr backup tree="$T/src" 2>/dev/null) || fail "backup after the crashes"
-ids+=("$id")
+ids+=("$id"); cp -a "$T/src" "$T/state-$id"
 smr prune --keep-last 100 >"$T/p.out" 2>&1 || fail "prune: $(cat "$T/p.out")"
 grep -q "orphaned pack" "$T/p.out" || fail "prune found no orphans: $(cat "$T/p.out")"
 smr prune --keep-last 100 --json 2>/dev/null | python3 -c 'import json,sys; d=json.load(sys.stdin); assert d["orphans_removed"]==0 and d["packs_deleted"]==0, d' ||
