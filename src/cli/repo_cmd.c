@@ -279,20 +279,22 @@ static int repo_backup_cmd(int argc, char **argv)
         } else if (S_ISDIR(sb.st_mode)) {
             snapshot *auto_parent = NULL;
             if (!parent && !no_parent &&
-                repo_snapshot_latest_with(r, name, &auto_parent, &err) < 0) {
+                repo_snapshot_latest_with(r, name, "tree", &auto_parent, &err) < 0) {
                 free(name);
                 goto fail;
             }
             r2 = repo_writer_add_tree(w, name, path, parent ? parent : auto_parent, &err);
             snapshot_free(auto_parent);
         } else {
-            int fd = open(path, O_RDONLY | O_CLOEXEC);
-            if (fd < 0) {
-                r2 = sm_err_sys(&err, SM_E_IO, "cannot open '%s'", path);
-            } else {
-                r2 = repo_writer_add_fd(w, name, fd, &err);
-                close(fd);
+            snapshot *auto_parent = NULL;
+            if (!parent && !no_parent &&
+                repo_snapshot_latest_with(r, name, "file", &auto_parent, &err) < 0) {
+                free(name);
+                goto fail;
             }
+            r2 = repo_writer_add_file(w, name, path,
+                                      no_parent ? NULL : parent ? parent : auto_parent, &err);
+            snapshot_free(auto_parent);
         }
         free(name);
         if (r2 < 0)

@@ -745,7 +745,8 @@ out:
     return rc;
 }
 
-int repo_snapshot_latest_with(repo *r, const char *stream, snapshot **out, sm_err *err)
+int repo_snapshot_latest_with(repo *r, const char *stream, const char *want, snapshot **out,
+                              sm_err *err)
 {
     snapshot **all = NULL;
     size_t n = 0;
@@ -757,7 +758,7 @@ int repo_snapshot_latest_with(repo *r, const char *stream, snapshot **out, sm_er
     for (size_t i = n; i-- > 0;) {
         json_t *st = snapshot_stream(all[i], stream);
         const char *kind = st ? json_string_value(json_object_get(st, "kind")) : NULL;
-        if (kind && !strcmp(kind, "tree")) {
+        if (kind && !strcmp(kind, want)) {
             *out = all[i];
             all[i] = NULL;
             rc = 0;

@@ -100,9 +100,10 @@ int repo_snapshots(repo *r, snapshot ***out, size_t *n, sm_err *err);
 void repo_snapshots_free(snapshot **s, size_t n);
 /* Loads one by id, unique prefix or "latest". SM_E_NOTFOUND if none. */
 int repo_snapshot_load(repo *r, const char *ref, snapshot **out, sm_err *err);
-/* The newest snapshot holding a tree stream of that name (the natural
- * parent of an incremental tree backup): 0, or 1 when there is none. */
-int repo_snapshot_latest_with(repo *r, const char *stream, snapshot **out, sm_err *err);
+/* The newest snapshot holding a stream of that name and kind ("tree" or
+ * "file"; the natural parent of the next backup): 0, or 1 when none. */
+int repo_snapshot_latest_with(repo *r, const char *stream, const char *kind, snapshot **out,
+                              sm_err *err);
 void snapshot_free(snapshot *s);
 const char *snapshot_id(const snapshot *s);
 time_t snapshot_time(const snapshot *s);
@@ -124,6 +125,12 @@ typedef struct repo_writer_opts {
 int repo_writer_new(repo_writer **out, repo *r, const repo_writer_opts *o, sm_err *err);
 /* A stream read from fd until EOF (a file, a pipe, stdin). */
 int repo_writer_add_fd(repo_writer *w, const char *name, int fd, sm_err *err);
+/* A stream read from a file. With parent (a snapshot holding a file stream
+ * of the same name read from the same path), a file whose size, mtime, ctime
+ * and inode are unchanged is not read again: the parent's content is reused.
+ * Anything but a regular file is read like repo_writer_add_fd. */
+int repo_writer_add_file(repo_writer *w, const char *name, const char *path,
+                         const snapshot *parent, sm_err *err);
 /* A stream pushed in pieces. */
 int repo_writer_stream_begin(repo_writer *w, const char *name, sm_err *err);
 int repo_writer_stream_write(repo_writer *w, const void *p, size_t n, sm_err *err);

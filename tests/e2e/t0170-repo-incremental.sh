@@ -61,3 +61,31 @@ smr backup --json other="$T/src" >"$T/b5.json" 2>/dev/null || fail "backup 5"
 python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); assert d["bytes_new"] < 20000, d' "$T/b5.json" ||
   fail "re-reading unchanged data stored new data: $(cat "$T/b5.json")"
 ok "--no-parent and other stream names read everything, and it deduplicates"
+
+# file streams: an unchanged file (same path, size, mtime, ctime, inode) is
+# not read again; a touched one, another path, --no-parent and stdin are
+head -c 3000000 /dev/urandom >"$T/dump"
+smr backup --json db="$T/dump" >"$T/f1.json" 2>/dev/null || fail "file backup 1"
+[ "$(field "$T/f1.json" bytes_read)" = 3000000 ] || fail "first file backup read $(field "$T/f1.json" bytes_read)"
+smr backup --json db="$T/dump" >"$T/f2.json" 2>/dev/null || fail "file backup 2"
+[ "$(field "$T/f2.json" bytes_read)" = 0 ] && [ "$(field "$T/f2.json" unchanged)" = True ] ||
+  fail "an unchanged file was read again: $(cat "$T/f2.json")"
+fid2=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["snapshot"])' "$T/f2.json")
+smr restore "$fid2" --target "$T/fr" 2>/dev/null && cmp -s "$T/dump" "$T/fr/db" || fail "the reused file stream does not restore"
+smr verify "$fid2" 2>/dev/null || fail "verify of the reused file stream"
+# same size and mtime, new content: ctime tells
+head -c 3000000 /dev/urandom >"$T/dump2" && touch -r "$T/dump" "$T/dump2" && cat "$T/dump2" >"$T/dump" &&
+  touch -r "$T/dump2" "$T/dump" || fail "rewrite dump"
+smr backup --json db="$T/dump" >"$T/f3.json" 2>/dev/null || fail "file backup 3"
+[ "$(field "$T/f3.json" bytes_read)" = 3000000 ] || fail "a rewritten file with the same size and mtime was not read"
+fid3=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["snapshot"])' "$T/f3.json")
+rm -rf "$T/fr"; smr restore "$fid3" --target "$T/fr" 2>/dev/null && cmp -s "$T/dump" "$T/fr/db" || fail "the rewritten file does not restore"
+cp -p "$T/dump" "$T/dump-copy"
+smr backup --json db="$T/dump-copy" >"$T/f4.json" 2>/dev/null || fail "file backup 4"
+[ "$(field "$T/f4.json" bytes_read)" = 3000000 ] || fail "a file at another path reused the parent"
+smr backup --json --no-parent db="$T/dump" >"$T/f5.json" 2>/dev/null || fail "file backup 5"
+[ "$(field "$T/f5.json" bytes_read)" = 3000000 ] || fail "--no-parent reused a file stream"
+smr backup --json db=- <"$T/dump" >"$T/f6.json" 2>/dev/null || fail "file backup 6"
+python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); s=d["streams"][0]; assert "source" not in s and d["bytes_read"]==3000000, d' "$T/f6.json" ||
+  fail "stdin was not read whole: $(cat "$T/f6.json")"
+ok "file streams: an unchanged file is not read again; a rewritten one, another path, --no-parent and stdin are"
