@@ -307,11 +307,13 @@ int cmd_pitr_restore(int argc, char **argv)
         else
             fprintf(stderr,
                     "project '%s' restored to %s from base backup %s with %lld WAL files; now on "
-                    "timeline %lld\n",
+                    "timeline %lld (%.1f s, the database was down for %.1f s)\n",
                     a.pos[0], json_string_value(json_object_get(out, "target")),
                     json_string_value(json_object_get(out, "base_backup")),
                     (long long)json_integer_value(json_object_get(out, "wal_files")),
-                    (long long)json_integer_value(json_object_get(out, "timeline")));
+                    (long long)json_integer_value(json_object_get(out, "timeline")),
+                    json_number_value(json_object_get(out, "duration_s")),
+                    json_number_value(json_object_get(out, "downtime_s")));
     }
     json_decref(out);
     cli_env_close(&e);

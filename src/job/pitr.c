@@ -1497,8 +1497,10 @@ typedef struct fetcher {
     snapshot *s; /* the last one loaded (WAL files come in batches) */
 } fetcher;
 
+/* Restores one archived WAL file to dest (through dest.tmp). durable: fsync
+ * it; a restore's staging leaves that to one sync of the whole tree. */
 static int fetch_one(fetcher *f, const json_t *w, const char *dest, uid_t uid, gid_t gid,
-                     sm_err *err)
+                     int durable, sm_err *err)
 {
     const char *sid = jstr(w, "snapshot_id");
     char stream[64], tmp[PATH_MAX];
@@ -1518,7 +1520,7 @@ static int fetch_one(fetcher *f, const json_t *w, const char *dest, uid_t uid, g
     rc = repo_restore_stream_fd(f->r, f->s, stream, fd, NULL, err);
     if (rc == 0 && uid != (uid_t)-1 && fchown(fd, uid, gid) < 0)
         rc = sm_err_sys(err, SM_E_IO, "cannot set the owner of '%s'", tmp);
-    if (rc == 0 && fsync(fd) < 0)
+    if (rc == 0 && durable && fsync(fd) < 0)
         rc = sm_err_sys(err, SM_E_IO, "cannot write '%s'", tmp);
     close(fd);
     if (rc == 0 && rename(tmp, dest) < 0)
@@ -1552,7 +1554,7 @@ int pitr_wal_fetch(ops_ctx *o, const char *project_id, const char *name, const c
     }
     if (open_locked(o, p, 0, 60, &st, &f.r, err) != 0)
         goto out;
-    rc = fetch_one(&f, w, dest, (uid_t)-1, (gid_t)-1, err);
+    rc = fetch_one(&f, w, dest, (uid_t)-1, (gid_t)-1, 1, err);
 out:
     snapshot_free(f.s);
     ops_close_repo(st, f.r);
@@ -1899,28 +1901,83 @@ static int path_check(const walpath *wp, const pitr_target *t, time_t tt, uint64
     return g >= 0 ? gap_error(wp, g, err) : 0;
 }
 
+/* Fetches into waldir every WAL file a recovery along wp from segment from
+ * may ask for (the history files and the path's segments) that is not there
+ * yet: once while the server still runs, again after it stopped, so the
+ * downtime only pays for the last few. final: also removes files no longer
+ * on the path and sets *nwal to the number staged. */
+static int stage_wal(ops_ctx *o, const project *p, const json_t *idx, const walpath *wp,
+                     int64_t from, const char *waldir, uid_t uid, gid_t gid, int final,
+                     unsigned *nwal, sm_err *err)
+{
+    store *st = NULL;
+    fetcher f = {NULL, NULL};
+    json_t *want = json_object(), *w;
+    int64_t upto = last_segno(wp);
+    size_t i;
+    int rc = -1;
+
+    if (open_locked(o, p, 0, 300, &st, &f.r, err) != 0)
+        goto out;
+    json_array_foreach(idx, i, w)
+    {
+        int64_t sg = jint(w, "segno", -1);
+        char path[PATH_MAX];
+        if (!(wal_kind(jstr(w, "name")) == WAL_HISTORY ||
+              (sg >= from && sg <= upto && path_file(wp, sg) == w)))
+            continue;
+        json_object_set_new(want, jstr(w, "name"), json_true());
+        snprintf(path, sizeof(path), "%s/%s", waldir, jstr(w, "name"));
+        if (access(path, F_OK) == 0)
+            continue; /* staged before the stop: WAL files never change */
+        if (fetch_one(&f, w, path, uid, gid, 0, err) < 0)
+            goto out;
+        if (o->cancel && *o->cancel) {
+            sm_err_set(err, SM_E_INTERRUPTED, "interrupted");
+            goto out;
+        }
+    }
+    if (final) {
+        DIR *d = opendir(waldir);
+        struct dirent *de;
+        if (!d) {
+            sm_err_sys(err, SM_E_IO, "cannot read '%s'", waldir);
+            goto out;
+        }
+        while ((de = readdir(d)))
+            if (de->d_name[0] != '.' && !json_object_get(want, de->d_name))
+                unlinkat(dirfd(d), de->d_name, 0);
+        closedir(d);
+        *nwal = (unsigned)json_object_size(want);
+    }
+    rc = 0;
+out:
+    snapshot_free(f.s);
+    ops_close_repo(st, f.r);
+    json_decref(want);
+    return rc;
+}
+
 static int restore_fn(ops_ctx *o, void *arg, sm_err *err)
 {
     restore_arg *a = arg;
     const pitr_target *t = a->t;
     project *p = NULL;
-    json_t *doc = NULL, *bases = NULL, *idx = NULL, *w;
+    json_t *doc = NULL, *bases = NULL, *idx = NULL;
     const json_t *base;
     walpath wp = {0};
     rstate rs;
     store *st = NULL;
     repo *r = NULL;
     snapshot *s = NULL;
-    fetcher f = {NULL, NULL};
     struct stat dst;
     time_t tt = 0, marker = 0, tstart = sm_now();
     uint64_t lsn = 0, seg_size;
-    int64_t from, upto;
+    int64_t from;
     char stamp[32], live[32] = "", waldir[PATH_MAX], conf[2048], path[PATH_MAX], val[64];
     unsigned nwal = 0;
-    double t0 = sm_mono(), until;
+    double t0 = sm_mono(), tdown = 0, tpromoted = 0, until;
     int rc = -1, use_latest = t->latest;
-    size_t i;
 
     memset(&rs, 0, sizeof(rs));
     rs.o = o;
@@ -1993,6 +2050,24 @@ static int restore_fn(ops_ctx *o, void *arg, sm_err *err)
     ops_close_repo(st, r);
     st = NULL;
     r = NULL;
+    /* the WAL archived so far, still beside the running server */
+    ops_emit(o, "wal", 20, 0, 0, 0, -1);
+    snprintf(waldir, sizeof(waldir), "%s/%s", rs.staged, RESTORE_WAL_DIR);
+    if (mkdir(waldir, 0700) < 0 ||
+        (geteuid() == 0 && chown(waldir, dst.st_uid, dst.st_gid) < 0)) {
+        sm_err_sys(err, SM_E_IO, "cannot create '%s'", waldir);
+        goto fail;
+    }
+    if (push_impl(o, a->project_id, 300, NULL, err) < 0)
+        goto fail;
+    json_decref(idx);
+    idx = NULL;
+    if (catalog_wal_list(o->cat, a->project_id, &idx, err) < 0)
+        goto fail;
+    walpath_init(&wp, idx, target_tli(t, idx), seg_size);
+    if (stage_wal(o, p, idx, &wp, from, waldir, dst.st_uid, dst.st_gid, 0, &nwal, err) < 0)
+        goto fail;
+    walpath_free(&wp);
     /* 2. a last commit (recovery to a time needs one after the target) and
      * where the live WAL ends; then stop the server */
     if (sql_exec(p->db_url, "SELECT txid_current()", err) == 0) {
@@ -2004,10 +2079,12 @@ static int restore_fn(ops_ctx *o, void *arg, sm_err *err)
     if (t->time && marker && tt >= marker)
         use_latest = 1; /* every commit is before the target */
     ops_emit(o, "stop", 30, 0, 0, 0, -1);
+    tdown = sm_mono();
     if (ops_run_command(rs.stop, "stop", err) < 0)
         goto fail;
     rs.stopped = 1;
-    /* 3. everything archived, then every WAL file the recovery may need */
+    /* 3. everything archived, then the WAL files the recovery may need that
+     * were not staged yet */
     ops_emit(o, "wal", 35, 0, 0, 0, -1);
     if (push_impl(o, a->project_id, 300, NULL, err) < 0)
         goto fail;
@@ -2018,35 +2095,8 @@ static int restore_fn(ops_ctx *o, void *arg, sm_err *err)
     walpath_init(&wp, idx, target_tli(t, idx), seg_size);
     if (path_check(&wp, t, tt, lsn, use_latest, from, err) < 0)
         goto fail;
-    snprintf(waldir, sizeof(waldir), "%s/%s", rs.staged, RESTORE_WAL_DIR);
-    if (mkdir(waldir, 0700) < 0 ||
-        (geteuid() == 0 && chown(waldir, dst.st_uid, dst.st_gid) < 0)) {
-        sm_err_sys(err, SM_E_IO, "cannot create '%s'", waldir);
+    if (stage_wal(o, p, idx, &wp, from, waldir, dst.st_uid, dst.st_gid, 1, &nwal, err) < 0)
         goto fail;
-    }
-    if (open_locked(o, p, 0, 300, &st, &f.r, err) != 0)
-        goto fail;
-    upto = last_segno(&wp);
-    json_array_foreach(idx, i, w)
-    {
-        int64_t sg = jint(w, "segno", -1);
-        if (!(wal_kind(jstr(w, "name")) == WAL_HISTORY ||
-              (sg >= from && sg <= upto && path_file(&wp, sg) == w)))
-            continue;
-        snprintf(path, sizeof(path), "%s/%s", waldir, jstr(w, "name"));
-        if (fetch_one(&f, w, path, dst.st_uid, dst.st_gid, err) < 0)
-            goto fail;
-        nwal++;
-        if (o->cancel && *o->cancel) {
-            sm_err_set(err, SM_E_INTERRUPTED, "interrupted");
-            goto fail;
-        }
-    }
-    snapshot_free(f.s);
-    f.s = NULL;
-    ops_close_repo(st, f.r);
-    st = NULL;
-    f.r = NULL;
     /* the live server's last WAL, which it had not archived yet */
     if (strlen(live) == 24) {
         int64_t lseg = wal_segno(live, seg_size);
@@ -2143,6 +2193,7 @@ static int restore_fn(ops_ctx *o, void *arg, sm_err *err)
         }
         usleep(250 * 1000);
     }
+    tpromoted = sm_mono();
     /* 6. check: nothing replayed after a time target */
     if (!use_latest && t->time &&
         sql_value(p->db_url, "SELECT coalesce(pg_last_xact_replay_timestamp()::text, '')", val,
@@ -2177,22 +2228,20 @@ static int restore_fn(ops_ctx *o, void *arg, sm_err *err)
         sql_value(p->db_url, "SELECT substr(pg_walfile_name(pg_current_wal_lsn()), 1, 8)", tl,
                   sizeof(tl), err);
         sm_err_clear(err);
-        *a->report = json_pack("{s:s,s:s,s:s,s:i,s:I,s:f}", "project_id", a->project_id,
+        *a->report = json_pack("{s:s,s:s,s:s,s:i,s:I,s:f,s:f}", "project_id", a->project_id,
                                "base_backup", jstr(base, "id"), "target",
                                t->time ? t->time : t->lsn ? t->lsn : t->xid ? t->xid : "latest",
                                "wal_files", (int)nwal, "timeline",
                                (json_int_t)(tl[0] ? strtol(tl, NULL, 16) : 0), "duration_s",
-                               sm_mono() - t0);
+                               sm_mono() - t0, "downtime_s", tpromoted - tdown);
     }
     ops_emit(o, "done", 100, 0, 0, 0, 0);
     rc = 0;
     goto out;
 fail:
-    snapshot_free(f.s);
-    f.s = NULL;
-    ops_close_repo(st, f.r ? f.r : r);
+    ops_close_repo(st, r);
     st = NULL;
-    r = f.r = NULL;
+    r = NULL;
     rollback(&rs);
 out:
     snapshot_free(s);

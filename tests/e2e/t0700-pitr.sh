@@ -135,6 +135,13 @@ ok "a second restore to a time on the new timeline: batch 7 there, batch 8 not"
 # 3. to an LSN before both restores (the oldest base backup is picked)
 out=$(sm restore pitr1 --target-lsn "$LSN2" --yes --json 2>&1) || fail "restore to $LSN2: $out"
 [ "$(counts)" = "1:3000,2:3000" ] || fail "after restore to $LSN2: $(counts)"
+# the report: the database was down for part of the restore only (the base
+# and the WAL archived so far were staged while it ran)
+python3 -c '
+import json, sys
+d = json.loads(sys.argv[1][sys.argv[1].index("{"):])
+assert d["wal_files"] >= 3 and d["timeline"] == 4, d
+assert 0 < d["downtime_s"] < d["duration_s"], d' "$out" || fail "restore report: $out"
 ok "restore to an LSN before the earlier restores: batches 1 and 2 only"
 
 # 4. the API: the window, WAL moved into the repository by the service on its own, a restore job
