@@ -1901,6 +1901,22 @@ static int path_check(const walpath *wp, const pitr_target *t, time_t tt, uint64
     return g >= 0 ? gap_error(wp, g, err) : 0;
 }
 
+/* Moves what the spool holds into the repository, then reads the archive's
+ * index again and the path to the target's timeline through it. */
+static int archive_path(ops_ctx *o, const char *project_id, const pitr_target *t,
+                        uint64_t seg_size, json_t **idx, walpath *wp, sm_err *err)
+{
+    if (push_impl(o, project_id, 300, NULL, err) < 0)
+        return -1;
+    walpath_free(wp);
+    json_decref(*idx);
+    *idx = NULL;
+    if (catalog_wal_list(o->cat, project_id, idx, err) < 0)
+        return -1;
+    walpath_init(wp, *idx, target_tli(t, *idx), seg_size);
+    return 0;
+}
+
 /* Fetches into waldir every WAL file a recovery along wp from segment from
  * may ask for (the history files and the path's segments) that is not there
  * yet: once while the server still runs, again after it stopped, so the
@@ -2058,13 +2074,8 @@ static int restore_fn(ops_ctx *o, void *arg, sm_err *err)
         sm_err_sys(err, SM_E_IO, "cannot create '%s'", waldir);
         goto fail;
     }
-    if (push_impl(o, a->project_id, 300, NULL, err) < 0)
+    if (archive_path(o, a->project_id, t, seg_size, &idx, &wp, err) < 0)
         goto fail;
-    json_decref(idx);
-    idx = NULL;
-    if (catalog_wal_list(o->cat, a->project_id, &idx, err) < 0)
-        goto fail;
-    walpath_init(&wp, idx, target_tli(t, idx), seg_size);
     if (stage_wal(o, p, idx, &wp, from, waldir, dst.st_uid, dst.st_gid, 0, &nwal, err) < 0)
         goto fail;
     walpath_free(&wp);
@@ -2086,13 +2097,8 @@ static int restore_fn(ops_ctx *o, void *arg, sm_err *err)
     /* 3. everything archived, then the WAL files the recovery may need that
      * were not staged yet */
     ops_emit(o, "wal", 35, 0, 0, 0, -1);
-    if (push_impl(o, a->project_id, 300, NULL, err) < 0)
+    if (archive_path(o, a->project_id, t, seg_size, &idx, &wp, err) < 0)
         goto fail;
-    json_decref(idx);
-    idx = NULL;
-    if (catalog_wal_list(o->cat, a->project_id, &idx, err) < 0)
-        goto fail;
-    walpath_init(&wp, idx, target_tli(t, idx), seg_size);
     if (path_check(&wp, t, tt, lsn, use_latest, from, err) < 0)
         goto fail;
     if (stage_wal(o, p, idx, &wp, from, waldir, dst.st_uid, dst.st_gid, 1, &nwal, err) < 0)
