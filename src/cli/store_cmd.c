@@ -122,11 +122,11 @@ static int store_check_cmd(int argc, char **argv)
     }
     printf("checking %s\n", store_location(st));
     if (store_check(st, print_step, NULL, &err) < 0) {
-        printf("the store is NOT usable for backups\n");
+        printf("%s\n", STORE_CHECK_UNUSABLE);
         rc = cli_fail(&err);
         goto out;
     }
-    printf("the store is usable: write, read, list and delete all work\n");
+    printf("%s\n", STORE_CHECK_USABLE);
     rc = 0;
 out:
     store_free(st);

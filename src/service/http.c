@@ -147,6 +147,11 @@ static json_t *json_text(const char *s)
     return j ? j : json_string("?");
 }
 
+json_t *http_json_text(const char *s)
+{
+    return json_text(s);
+}
+
 /* "64 KiB", "1 MiB", "10 GiB" or "123 bytes", for limit messages. */
 static void fmt_limit(char *out, size_t cap, uint64_t n)
 {

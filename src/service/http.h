@@ -95,6 +95,9 @@ void http_set_user_data(http_req *rq, void *p);
 
 /* ---- responses (each returns 0, or -1 if the connection failed) ---- */
 
+/* A JSON string of untrusted text (an error message that quotes a server's
+ * answer): invalid UTF-8 becomes '?'; NULL gives null. New reference. */
+json_t *http_json_text(const char *s);
 /* Sends a JSON document (takes the reference). */
 int http_json(http_req *rq, unsigned status, json_t *doc);
 /* {"error": code, "message": msg, "request_id": id}; 500s are also logged

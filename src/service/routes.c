@@ -14,6 +14,7 @@
 #include "service/schedule.h"
 #include "service/ui.h"
 #include "store/s3.h"
+#include "store/tools.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -311,6 +312,16 @@ static int store_fields(const json_t *body, project *p, sm_err *err)
             return sm_err_set(err, SM_E_INVALID, "'%s' must be a string", f[i]);
         s[i] = json_string_value(v);
     }
+    /* credentials in a URL (USER:SECRET@HOST) would be echoed by the messages
+     * below and kept in the catalog: refuse them without repeating the value */
+    if ((s[1] && strchr(s[1], '@')) ||
+        (s[0] && !strncmp(s[0], "s3://", 5) && memchr(s[0], '@', strcspn(s[0], "?")))) {
+        sm_err_set(err, SM_E_INVALID, "'%s' must not hold credentials (USER:SECRET@)",
+                   s[1] && strchr(s[1], '@') ? "s3_endpoint" : "store");
+        return sm_err_hint(err, "The service signs with its own S3 credentials "
+                                "(AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or a credentials "
+                                "file): set them where the service runs.");
+    }
     if (s[0]) {
         /* not S3: a directory, and only an absolute one (the service's working
          * directory is no place for a repository; "ftp://..." is no directory) */
@@ -330,6 +341,28 @@ static int store_fields(const json_t *body, project *p, sm_err *err)
     return 0;
 }
 
+/* Answers 400 unless every member of body is one of the store settings
+ * ("'KEY' cannot be <what> here: only ..."; the value is never repeated).
+ * 0, or -1 when answered. */
+static int only_store_fields(http_req *rq, json_t *body, const char *what)
+{
+    const char *k;
+    json_t *v;
+
+    json_object_foreach(body, k, v)
+    {
+        if (strcmp(k, "store") && strcmp(k, "s3_endpoint") && strcmp(k, "s3_region") &&
+            strcmp(k, "s3_storage_class")) {
+            http_error(rq, 400, "invalid_request",
+                       "'%s' cannot be %s here: only store, s3_endpoint, s3_region and "
+                       "s3_storage_class",
+                       k, what);
+            return -1;
+        }
+    }
+    return 0;
+}
+
 /* PATCH /platform/projects/{id}: changes the store settings of a project
  * (the fields of store_fields; no others). */
 static int h_project_patch(http_req *rq, void *ud)
@@ -338,8 +371,6 @@ static int h_project_patch(http_req *rq, void *ud)
     auth_identity id;
     project *p = NULL;
     json_t *body, *j;
-    const char *k;
-    json_t *v;
     int answered = 0;
     sm_err err = SM_ERR_INIT;
 
@@ -351,15 +382,9 @@ static int h_project_patch(http_req *rq, void *ud)
         project_free(p);
         return 0;
     }
-    json_object_foreach(body, k, v)
-    {
-        if (strcmp(k, "store") && strcmp(k, "s3_endpoint") && strcmp(k, "s3_region") &&
-            strcmp(k, "s3_storage_class")) {
-            project_free(p);
-            return http_error(rq, 400, "invalid_request",
-                              "'%s' cannot be changed here: only store, s3_endpoint, s3_region "
-                              "and s3_storage_class", k);
-        }
+    if (only_store_fields(rq, body, "changed") < 0) {
+        project_free(p);
+        return 0;
     }
     if (store_fields(body, p, &err) < 0 || catalog_project_update(need_cat(rq, S), p, &err) < 0) {
         project_free(p);
@@ -369,6 +394,103 @@ static int h_project_patch(http_req *rq, void *ud)
     json_object_set_new(j, "ref", json_string(p->id));
     project_free(p);
     return http_json(rq, 200, j);
+}
+
+/* ---- store check ---- */
+
+/* A check's own bounds on an S3 store, whatever the location says: no
+ * retries, 5 s to connect and at most 5 s without progress per request. The
+ * check makes at most 5 requests, so it answers within about 25 s even when
+ * the endpoint is silent, instead of retrying with back-off for minutes. */
+#define STORE_CHECK_S3_BOUNDS "retries=0&timeout=5"
+
+static json_t *check_json(const char *step, const char *status, const char *msg, const char *hint)
+{
+    json_t *o = json_pack("{s:s,s:s}", "step", step, "status", status);
+    json_object_set_new(o, "message", http_json_text(msg));
+    if (hint && *hint)
+        json_object_set_new(o, "hint", http_json_text(hint));
+    return o;
+}
+
+static void check_step(const char *step, int ok, const char *detail, const sm_err *err, void *ud)
+{
+    json_array_append_new(ud, ok > 0   ? check_json(step, "ok", detail, NULL)
+                              : ok < 0 ? check_json(step, "skipped", detail, NULL)
+                                       : check_json(step, "failed", err->msg, err->hint));
+}
+
+/* POST /platform/projects/{id}/store/check: store_check (the checks of
+ * `supamanager store check`) on the project's store, or, when the body names
+ * any of the store settings, on the store those settings would give (as the
+ * PATCH would make it; nothing is saved). Manage right, as for the PATCH:
+ * the check writes a probe object, and proposed settings make the service
+ * talk to the endpoint they name. Answers 200 with {ok, location, proposed,
+ * message, hint, checks: [{step, status: ok|failed|skipped, message, hint}]}
+ * whatever the outcome of the checks; 400 for settings the PATCH refuses. */
+static int h_store_check(http_req *rq, void *ud)
+{
+    svc *S = ud;
+    auth_identity id;
+    project *p = NULL;
+    json_t *body, *checks = NULL, *out = NULL;
+    int answered = 0, proposed, rc;
+    char *loc = NULL, *bounded = NULL;
+    store *st = NULL;
+    sm_err err = SM_ERR_INIT;
+    catalog *c;
+
+    if (authn(rq, S, &id) < 0 ||
+        load_project(rq, S, &id, http_param(rq, "id"), AUTH_MANAGE, &p) < 0)
+        return 0;
+    body = http_body_json(rq, &answered);
+    if (!body || only_store_fields(rq, body, "checked") < 0) {
+        rc = 0;
+        goto out;
+    }
+    proposed = json_object_size(body) > 0;
+    if (proposed && store_fields(body, p, &err) < 0) {
+        rc = http_error_from(rq, &err);
+        goto out;
+    }
+    if (!(c = need_cat(rq, S))) {
+        rc = 0;
+        goto out;
+    }
+    loc = project_repo_location(c, p);
+    bounded = strncmp(loc, "s3://", 5)
+                  ? sm_xstrdup(loc)
+                  : sm_xasprintf("%s%c" STORE_CHECK_S3_BOUNDS, loc, strchr(loc, '?') ? '&' : '?');
+    checks = json_array();
+    out = json_pack("{s:b}", "proposed", proposed);
+    if (store_open(&st, bounded, &err) < 0) {
+        json_array_append_new(checks, check_json("open", "failed", err.msg, err.hint));
+        json_object_set_new(out, "location", json_null());
+    } else {
+        json_object_set_new(out, "location", http_json_text(store_location(st)));
+        store_check(st, check_step, checks, &err);
+    }
+    json_object_set_new(out, "ok", json_boolean(err.code == SM_OK));
+    if (err.code == SM_OK) {
+        json_object_set_new(out, "message", json_string(STORE_CHECK_USABLE));
+    } else {
+        char *m = sm_xasprintf("%s: %s", STORE_CHECK_UNUSABLE, err.msg);
+        json_object_set_new(out, "message", http_json_text(m));
+        free(m);
+        if (err.hint[0])
+            json_object_set_new(out, "hint", http_json_text(err.hint));
+    }
+    json_object_set_new(out, "checks", checks);
+    sm_log(SM_LOG_INFO, "project %s: store check of %s%s: %s", p->id,
+           st ? store_location(st) : "its store", proposed ? " (proposed settings)" : "",
+           err.code == SM_OK ? "usable" : err.msg);
+    rc = http_json(rq, 200, out);
+out:
+    store_free(st);
+    free(bounded);
+    free(loc);
+    project_free(p);
+    return rc;
 }
 
 static int h_projects_create(http_req *rq, void *ud)
@@ -1763,6 +1885,7 @@ static const http_route routes[] = {
     {"POST", "/platform/projects/import", h_import, HTTP_UPLOAD},
     {"GET", "/platform/projects/{id}", h_project_get, 0},
     {"PATCH", "/platform/projects/{id}", h_project_patch, 0},
+    {"POST", "/platform/projects/{id}/store/check", h_store_check, 0},
     {"GET", "/platform/projects/{id}/backups", h_backups_list, 0},
     {"POST", "/platform/projects/{id}/backups", h_backup_create, 0},
     {"GET", "/platform/projects/{id}/backups/{backupID}", h_backup_get, 0},

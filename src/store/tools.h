@@ -21,6 +21,11 @@ typedef void (*store_check_cb)(const char *step, int ok, const char *detail, con
  * delete itself fails. */
 int store_check(store *st, store_check_cb cb, void *ud, sm_err *err);
 
+/* The verdict of a check, as `supamanager store check` and the API's
+ * POST /platform/projects/{id}/store/check say it. */
+#define STORE_CHECK_USABLE "the store is usable: write, read, list and delete all work"
+#define STORE_CHECK_UNUSABLE "the store is NOT usable for backups"
+
 typedef struct store_copy_stats {
     unsigned long long copied, skipped;   /* objects */
     unsigned long long bytes_copied;

@@ -93,6 +93,7 @@ routes = [
     ("GET", P, None, dict(service=200, owner=200, admin=200, member=200, stranger=404)),
     # store settings only; an empty store is the default directory the project already uses
     ("PATCH", P, {"store": ""}, dict(service=200, owner=200, admin=200, member=403, stranger=404)),
+    ("POST", P + "/store/check", {}, dict(service=200, owner=200, admin=200, member=403, stranger=404)),
     ("GET", P + "/backups", None, dict(service=200, owner=200, admin=200, member=200, stranger=404)),
     ("POST", P + "/backups", {"type": "DATABASE"}, dict(service=202, owner=202, admin=202, member=403, stranger=404)),
     ("GET", lambda: P + "/backups/" + full, None, dict(service=200, owner=200, admin=200, member=200, stranger=404)),

@@ -2,7 +2,9 @@
 # A Supabase-shaped project whose backups live in radosgw: registered with --store s3://
 # and the --s3-* flags, checked with `store check`, backed up, damaged, restored exactly;
 # backup delete frees its objects; a wrong secret fails with a clear message; the API
-# takes the same fields (create, PATCH).
+# takes the same fields (create, PATCH) and checks a store (POST .../store/check: a good
+# store, proposed settings with an unreachable endpoint, a service with a wrong secret,
+# refused fields, a member and a stranger).
 . "$(dirname "$0")/lib.sh"
 . "$(dirname "$0")/lib_project.sh"
 . "$(dirname "$0")/lib_s3.sh"
@@ -66,7 +68,11 @@ def check(c, what):
     if not c:
         print("FAIL:", what, file=sys.stderr); sys.exit(1)
 os.makedirs(T + "/p2/storage", exist_ok=True)
-st, doc, _, _ = api.post("/platform/projects", {"id": "def456", "name": "Two", "db_url": os.environ["URL"],
+st, _, _, _ = api.post("/platform/organizations", {"id": "acme", "name": "Acme"})
+check(st == 201, "org: %s" % st)
+st, _, _, _ = api.post("/platform/organizations/acme/members", {"user_id": "user-member", "role": "member"})
+check(st == 201, "member: %s" % st)
+st, doc, _, _ = api.post("/platform/projects", {"id": "def456", "name": "Two", "db_url": os.environ["URL"], "org_id": "acme",
     "storage_dir": T + "/p2/storage", "store": "s3://sm-proj/projects/def456", "s3_endpoint": rgw,
     "s3_region": "us-east-1", "s3_storage_class": "STANDARD"})
 check(st == 201 and doc["store"] == "s3://sm-proj/projects/def456?endpoint=%s&region=us-east-1&storage_class=STANDARD" % rgw, "create: %s %s" % (st, doc))
@@ -91,6 +97,94 @@ anon = Api(int(os.environ["API"]), token(os.environ["JWT_SECRET"], "authenticate
 st, doc, _, _ = anon.req("PATCH", "/platform/projects/def456", body={"s3_region": "x"})
 check(st == 404, "a stranger's PATCH: %s %s" % (st, doc))
 print("ok - the service backs up and verifies an S3 project; the API creates projects with S3 stores and PATCH changes their store settings (a stranger gets 404)")
+
+# POST .../store/check: the checks of `store check`, on the saved store or on proposed settings
+import re, socket, time
+CK = "/platform/projects/def456/store/check"
+# def456 was PATCHed to STANDARD_IA, a storage class this radosgw does not have
+st, doc, _, _ = api.post(CK, {})
+check(st == 200 and doc["ok"] is False and doc["proposed"] is False and
+      re.match(r"^the store is NOT usable for backups: cannot write 'projects/def456/check/probe-[0-9a-f]{16}' in S3 bucket 'sm-proj': HTTP 400 InvalidArgument$", doc["message"]) and
+      [(c["step"], c["status"], c["message"] if c["status"] != "failed" else "") for c in doc["checks"]] == [
+          ("write", "failed", ""), ("read", "skipped", "needs the probe object"), ("list", "ok", "listing allowed"),
+          ("delete", "skipped", "needs the probe object")], "check of a store with a storage class the server lacks: %s %s" % (st, doc))
+print("ok - POST store/check of the saved store: a storage class the server does not have fails the write (HTTP 400 InvalidArgument), the list works")
+usable = {"ok": True, "location": "s3://sm-proj/projects/def456",
+    "message": "the store is usable: write, read, list and delete all work", "checks": [
+        {"step": "write", "status": "ok", "message": "a 4 KiB probe object"},
+        {"step": "read", "status": "ok", "message": "the probe object read back intact"},
+        {"step": "list", "status": "ok", "message": "the listing shows the probe object"},
+        {"step": "delete", "status": "ok", "message": "the probe object is gone"}]}
+st, doc, _, _ = api.post(CK, {"s3_storage_class": "STANDARD"})
+check(st == 200 and doc == dict(usable, proposed=True), "check of proposed good settings: %s %s" % (st, doc))
+check(api.get("/platform/projects/def456")[1]["store"].endswith("&storage_class=STANDARD_IA"), "a check of proposed settings saved them")
+st, doc, _, _ = api.req("PATCH", "/platform/projects/def456", body={"s3_storage_class": "STANDARD"})
+check(st == 200, "patch: %s %s" % (st, doc))
+st, doc, _, _ = api.post(CK)
+check(st == 200 and doc == dict(usable, proposed=False), "check of a good store (no body): %s %s" % (st, doc))
+saved = api.get("/platform/projects/def456")[1]["store"]
+print("ok - POST store/check of proposed settings (STANDARD) answers ok without saving them; once saved, the store's check answers ok with the four checks")
+
+s = socket.socket(); s.bind(("127.0.0.1", 0)); dead = s.getsockname()[1]; s.close()
+t0 = time.time()
+st, doc, _, _ = api.post(CK, {"s3_endpoint": "http://127.0.0.1:%d" % dead})
+took = time.time() - t0
+hint = "Check the S3 endpoint (http://127.0.0.1:%d) and that the server is reachable." % dead
+refused = r"Failed to connect to 127\.0\.0\.1 port %d .*\(curl error 7\)$" % dead
+check(st == 200 and doc["ok"] is False and doc["proposed"] is True and doc["location"] == "s3://sm-proj/projects/def456" and
+      re.match(r"^the store is NOT usable for backups: cannot write 'projects/def456/check/probe-[0-9a-f]+' in S3 bucket 'sm-proj': " + refused, doc["message"]) and
+      doc["hint"] == hint and [(c["step"], c["status"]) for c in doc["checks"]] == [("write", "failed"), ("read", "skipped"), ("list", "failed"), ("delete", "skipped")] and
+      doc["checks"][0]["hint"] == hint and doc["checks"][1]["message"] == "needs the probe object" and
+      re.match(r"^cannot list 'projects/def456/check/' in S3 bucket 'sm-proj': " + refused, doc["checks"][2]["message"]) and doc["checks"][2]["hint"] == hint and
+      "hint" not in doc["checks"][1], "check of an unreachable endpoint: %s %s" % (st, doc))
+check(took < 20, "an unreachable endpoint took %.1f s" % took)
+check(api.get("/platform/projects/def456")[1]["store"] == saved, "a check of proposed settings saved them")
+print("ok - POST store/check of proposed settings with an unreachable endpoint names the endpoint and the fix, at once (%.1f s), and saves nothing" % took)
+
+st, doc, _, _ = api.post(CK, {"aws_secret_access_key": "s3cr3t-in-the-body"})
+check(st == 400 and doc["error"] == "invalid_request" and doc["message"] ==
+      "'aws_secret_access_key' cannot be checked here: only store, s3_endpoint, s3_region and s3_storage_class", "unknown field: %s %s" % (st, doc))
+st, doc, _, _ = api.post(CK, {"s3_endpoint": "http://AKIDX:s3cr3t-in-the-url@127.0.0.1:%d" % dead})
+check(st == 400 and doc["message"] == "'s3_endpoint' must not hold credentials (USER:SECRET@). The service signs with its own "
+      "S3 credentials (AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or a credentials file): set them where the service runs." and "s3cr3t" not in str(doc), "credentials in the endpoint: %s %s" % (st, doc))
+st, doc, _, _ = api.post(CK, {"store": "s3://sm-proj/x?color=red"})
+check(st == 400 and doc["message"] == "unknown S3 setting 'color'. Known settings: endpoint, region, path_style, storage_class, "
+      "sse, sse_kms_key_id, credentials, profile, content_md5, part_size, multipart_threshold, parallel, retries, retry_base_ms, "
+      "timeout, readahead, cache.", "bad location: %s %s" % (st, doc))
+print("ok - POST store/check refuses other fields and credentials in a URL without repeating them, and bad locations as the PATCH does")
+
+member = Api(int(os.environ["API"]), token(os.environ["JWT_SECRET"], "authenticated", sub="user-member"))
+st, doc, _, _ = member.post(CK, {})
+check(st == 403 and doc["error"] == "forbidden" and doc["message"] ==
+      "you may view project 'def456' but not change it: ask its owner or an admin of its organization", "member: %s %s" % (st, doc))
+st, doc, _, _ = anon.post(CK, {})
+check(st == 404 and doc["error"] == "not_found" and doc["message"] == "unknown project 'def456'", "stranger: %s %s" % (st, doc))
+print("ok - a member may not check the store (403: manage right, as for the PATCH), a stranger gets 404")
+PY
+stop_service "$DAEMON" "$T/serve.log"
+! grep -q "s3cr3t" "$T/serve.log" || fail "a secret of a request body is in the service log"
+[ "$(s3_count "$RGW" sm-proj projects/def456/check/)" = 0 ] || fail "store checks left probe objects"
+ok "store checks leave no probe object behind and no secret of a request body in the log"
+
+# the service's own credentials are wrong: the check says so, and what to fix
+good_secret=$AWS_SECRET_ACCESS_KEY
+export AWS_SECRET_ACCESS_KEY=wrong-secret
+start_service
+export AWS_SECRET_ACCESS_KEY=$good_secret
+PYTHONPATH="$(dirname "$0")" API=$API /usr/bin/python3 - <<'PY' || fail "API store check with a wrong secret (log: $T/serve.log)"
+import os, re, sys
+from apiclient import Api, token
+api = Api(int(os.environ["API"]), token(os.environ["JWT_SECRET"], "service_role"))
+st, doc, _, _ = api.post("/platform/projects/def456/store/check", {})
+hint = "Check the S3 access key and secret (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY or the credentials file)."
+good = (st == 200 and doc["ok"] is False and doc["proposed"] is False and doc["hint"] == hint and
+        re.match(r"^the store is NOT usable for backups: cannot write 'projects/def456/check/probe-[0-9a-f]+' in S3 bucket 'sm-proj': HTTP 403 SignatureDoesNotMatch", doc["message"]) and
+        [(c["step"], c["status"]) for c in doc["checks"]] == [("write", "failed"), ("read", "skipped"), ("list", "failed"), ("delete", "skipped")] and
+        doc["checks"][2]["message"].startswith("cannot list 'projects/def456/check/' in S3 bucket 'sm-proj': HTTP 403 SignatureDoesNotMatch") and
+        all(c.get("hint") == hint for c in doc["checks"] if c["status"] == "failed") and "wrong-secret" not in str(doc))
+if not good:
+    print("FAIL: wrong secret: %s %s" % (st, doc), file=sys.stderr); sys.exit(1)
+print("ok - POST store/check with the service's secret key wrong: HTTP 403 SignatureDoesNotMatch on write and list, and the hint to check the key")
 PY
 stop_service "$DAEMON" "$T/serve.log"
 
