@@ -163,9 +163,15 @@ function statusBadge(status) {
 
 /* ---------- toasts ---------- */
 
-function toast(message, kind = 'ok') {
-  const t = h('div', { class: `toast ${kind}` }, message);
-  $('#toasts').append(t);
+/* A toast replaces the previous one of its area (the same action repeated says
+ * its latest outcome once), and at most MAX_TOASTS are shown: the oldest go. */
+const MAX_TOASTS = 3;
+function toast(message, kind = 'ok', area = message) {
+  const box = $('#toasts');
+  for (const old of box.children) if (old.dataset.area === area) old.remove();
+  const t = h('div', { class: `toast ${kind}`, 'data-area': area }, message);
+  box.append(t);
+  while (box.children.length > MAX_TOASTS) box.firstElementChild.remove();
   setTimeout(() => t.remove(), kind === 'err' ? 10000 : 6000);
 }
 
@@ -766,8 +772,8 @@ async function backupsView(main, params, query) {
           if (!alive) return;
           const wid = widgets.get(id);
           if (ev === 'done') {
-            if (data && data.status === 'FAILED') toast(`Backup ${id} failed: ${data.error || 'see the list'}`, 'err');
-            else if (data && data.status === 'COMPLETED') toast(`Backup ${id} completed`);
+            if (data && data.status === 'FAILED') toast(`Backup ${id} failed: ${data.error || 'see the list'}`, 'err', `backup-${id}`);
+            else if (data && data.status === 'COMPLETED') toast(`Backup ${id} completed`, 'ok', `backup-${id}`);
             if (wid) wid.update(Object.assign({}, data, { status: data && data.status === 'COMPLETED' ? 'COMPLETED' : data && data.status }));
             const un = subs.get(id);
             subs.delete(id);
@@ -825,7 +831,7 @@ async function backupsView(main, params, query) {
       try {
         const r = await api.post(`${base}/backups`, { type: sel.value, compression: comp.checked, encryption: enc.checked });
         d.close();
-        toast(`Backup ${r.backup_id} started${r.estimated_time ? ` (estimated time: ${r.estimated_time})` : ''}`);
+        toast(`Backup ${r.backup_id} started${r.estimated_time ? ` (estimated time: ${r.estimated_time})` : ''}`, 'ok', `backup-${r.backup_id}`);
         page = 1;
         history.replaceState(null, '', `#/projects/${encodeURIComponent(pid)}`);
         refresh();
@@ -959,7 +965,7 @@ async function backupsView(main, params, query) {
       linkDialog(`Download ${b.id}`, link, 'The download has started.');
     } catch (e) {
       setBusy(btn, false);
-      toast(`Cannot download ${b.id}: ${e.message}`, 'err');
+      toast(`Cannot download ${b.id}: ${e.message}`, 'err', `download-${b.id}`);
     }
   }
 
@@ -975,7 +981,7 @@ async function backupsView(main, params, query) {
       trackJob({ id: r.job_id || r.id, kind: 'delete', project: pid, backup: b.id, label: `Deletion of ${b.id}` });
       renderJobs();
     } catch (e) {
-      toast(`Cannot delete ${b.id}: ${e.message}`, 'err');
+      toast(`Cannot delete ${b.id}: ${e.message}`, 'err', `delete-${b.id}`);
     }
   }
 
@@ -1415,7 +1421,7 @@ async function scheduleView(main, params) {
       s = await api.put(path, body);
       fill(s);
       showState(s);
-      toast('Schedule saved');
+      toast('Schedule saved', 'ok', 'schedule');
     } catch (err) {
       // the server names the field it refuses: show its message beside it
       const m = /'([a-z_]+)(?:\.[a-z_]+)?'/.exec(err.message || '');
@@ -1498,6 +1504,34 @@ function storeFacts(st, pid) {
     st.other.length ? [h('dt', {}, 'Other settings:'), h('dd', { class: 'mono', 'data-fact': 'other' }, st.other.map(([k, v]) => `${k}=${v}`).join(', '))] : null);
 }
 
+/* The outcome of POST .../store/check: the verdict, then one line per check
+ * (ok, error with what to fix, or skipped). */
+function storeCheckResult(doc, id) {
+  const label = { ok: '✓ ok', failed: '✕ error', skipped: '– skipped' };
+  return h('div', { class: `notice ${doc.ok ? 'notice-ok' : 'notice-error'} store-check`, id, 'data-ok': String(doc.ok) },
+    h('strong', {}, doc.message),
+    doc.hint ? h('div', { class: 'small' }, `What to do: ${doc.hint}`) : null,
+    h('ul', { class: 'check-lines' }, (doc.checks || []).map(c => h('li', { 'data-step': c.step, 'data-status': c.status },
+      h('strong', {}, `${c.step} ${label[c.status] || c.status}`), `: ${c.message}`,
+      c.hint && c.hint !== doc.hint ? h('div', { class: 'small' }, c.hint) : null))));
+}
+
+/* Runs a store check (body: {} for the saved store, or the form's settings) and
+ * shows its outcome in box, replacing the previous one. */
+async function runStoreCheck(path, body, btn, box, id) {
+  setBusy(btn, true, 'Checking…');
+  box.replaceChildren(h('p', { class: 'small muted' }, 'Writing, reading, listing and deleting a probe object (up to half a minute)…'));
+  try {
+    box.replaceChildren(storeCheckResult(await api.post(`${path}/store/check`, body), id));
+  } catch (err) {
+    box.replaceChildren(errorBox(err, 'The store was not checked'));
+    return err;
+  } finally {
+    setBusy(btn, false);
+  }
+  return null;
+}
+
 async function storageView(main, params) {
   const pid = params.id;
   let p, doc;
@@ -1534,6 +1568,12 @@ async function storageView(main, params) {
       'Only the project\'s owner or an admin of its organization can change where its backups are stored.'));
     return;
   }
+  // checking writes a probe object: the same right as changing the settings
+  const checkBtn = button('Check this store', { id: 'store-check' });
+  const checkOut = h('div', { id: 'store-check-out', role: 'status' });
+  checkBtn.addEventListener('click', () => runStoreCheck(path, {}, checkBtn, checkOut, 'store-check-result'));
+  panel.lastChild.append(h('div', { class: 'check-row' }, checkBtn,
+    h('span', { class: 'small muted' }, 'Writes, reads, lists and deletes a small probe object under check/, with the service\'s credentials.')), checkOut);
 
   const inputs = {
     store: h('input', { type: 'text', id: 'store-store', name: 'store', autocomplete: 'off', spellcheck: 'false', placeholder: 's3://BUCKET/PREFIX' }),
@@ -1564,12 +1604,14 @@ async function storageView(main, params) {
     h('div', {}, inputs[k], extra, h('div', { class: 'field-help', id: `store-${k}-help` }, helps[k]), errs[k]));
   const formErr = h('div', { role: 'alert', id: 'store-form-error' });
   const save = h('button', { type: 'submit', class: 'btn btn-primary' }, 'Save storage settings');
+  const tryBtn = button('Check these settings', { id: 'store-check-form' });
+  const tryOut = h('div', { id: 'store-check-form-out', role: 'status' });
   const form = h('form', { novalidate: true, id: 'store-form', 'aria-labelledby': 'store-form-h' },
     h('h3', { id: 'store-form-h', class: 'form-title' }, 'Change where backups are stored'),
     h('div', { class: 'notice notice-warn', id: 'store-note' }, h('strong', {}, 'Future backups only. '),
       'A new location points this project\'s next backups at a new repository there. Backups already taken stay where they are and are not copied; ' +
       'restores read the repository the project points at, so copy it first (supamanager repo copy) to keep older backups restorable. ' +
-      'The credentials are the service\'s own (its AWS_* variables or credentials file); nothing is checked here: run supamanager store check.'),
+      'The credentials are the service\'s own (its AWS_* variables or credentials file): use Check these settings before saving them.'),
     h('fieldset', {},
       h('legend', { class: 'visually-hidden' }, 'Storage settings'),
       row('store', 'Location'),
@@ -1577,7 +1619,8 @@ async function storageView(main, params) {
       row('s3_region', 'S3 region'),
       row('s3_storage_class', 'Storage class', classes)),
     formErr,
-    h('div', { class: 'form-actions left' }, save));
+    tryOut,
+    h('div', { class: 'form-actions left' }, save, tryBtn));
   panel.lastChild.append(form);
 
   function clearErrors() {
@@ -1588,11 +1631,33 @@ async function storageView(main, params) {
       inputs[k].removeAttribute('aria-invalid');
     }
   }
+  const showRefused = (err, what) => {
+    const key = storeFieldOf(err.message);
+    errs[key].textContent = err.message;
+    errs[key].hidden = false;
+    inputs[key].setAttribute('aria-invalid', 'true');
+    formErr.append(h('p', { class: 'visually-hidden' }, `${what}: ${err.message}`));
+    inputs[key].focus();
+  };
+  const formBody = () => {
+    const body = {};
+    for (const k of STORE_FIELDS) body[k] = inputs[k].value.trim();
+    return body;
+  };
+  tryBtn.addEventListener('click', async () => {
+    clearErrors();
+    const err = await runStoreCheck(path, formBody(), tryBtn, tryOut, 'store-check-form-result');
+    if (err && err.status === 400) {
+      tryOut.replaceChildren();
+      showRefused(err, 'Not checked');
+    }
+  });
   form.addEventListener('submit', async e => {
     e.preventDefault();
     clearErrors();
-    const body = {};
-    for (const k of STORE_FIELDS) body[k] = inputs[k].value.trim();
+    tryOut.replaceChildren();
+    const body = formBody();
+    checkOut.replaceChildren(); // it was about the store before this save
     setBusy(save, true, 'Saving…');
     try {
       doc = await api.patch(path, body);
@@ -1601,18 +1666,10 @@ async function storageView(main, params) {
       showCurrent();
       kindBadge.textContent = st.kind === 's3' ? 'S3' : 'Local';
       formErr.append(h('p', { class: 'visually-hidden' }, 'Storage settings saved.'));
-      toast('Storage settings saved: the next backup goes to the new location');
+      toast('Storage settings saved: the next backup goes to the new location', 'ok', 'storage');
     } catch (err) {
-      const key = storeFieldOf(err.message);
-      if (err.status === 400) {
-        errs[key].textContent = err.message;
-        errs[key].hidden = false;
-        inputs[key].setAttribute('aria-invalid', 'true');
-        formErr.append(h('p', { class: 'visually-hidden' }, `Not saved: ${err.message}`));
-        inputs[key].focus();
-      } else {
-        formErr.append(errorBox(err, 'The storage settings were not saved'));
-      }
+      if (err.status === 400) showRefused(err, 'Not saved');
+      else formErr.append(errorBox(err, 'The storage settings were not saved'));
     } finally {
       setBusy(save, false);
     }

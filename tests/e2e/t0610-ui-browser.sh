@@ -8,7 +8,9 @@
 # storage stays as it is), the schedule with its next run and the server's
 # message beside a bad field, the backup storage settings (an s3:// store saved
 # from the form and read back through the API, refused values shown beside
-# their field; no S3 server: PATCH only stores them), delete, export, import with upload progress, the
+# their field; no S3 server: PATCH only stores them; "Check this store" on the local
+# store and "Check these settings" on an unreachable endpoint show their ok and error
+# lines, once however often they are clicked, and a save repeated shows one notice), delete, export, import with upload progress, the
 # chart, the dialogs' focus trap, a member who may only look, and a stranger who sees
 # no project. Any
 # console error fails it. Screenshots of every screen at desktop and phone
@@ -24,6 +26,8 @@ sm org add acme --name Acme 2>/dev/null && sm member add acme user-member --role
   fail "org setup"
 sm project add abc123 --name "My App" --db-url "$(pg_url "$PORT" proj)" --storage-dir "$T/p/storage" \
   --config-dir "$T/p/config" --org acme --owner user-owner 2>/dev/null || fail "project add"
+# credentials for the S3 settings the storage page checks (no S3 server answers them)
+export AWS_ACCESS_KEY_ID=ui-test-key AWS_SECRET_ACCESS_KEY=ui-test-secret-0123456789
 start_service
 
 SHOTS=${BUILD_ROOT:-$T}/ui-screenshots

@@ -6,6 +6,7 @@
 import crypto from 'node:crypto';
 import { execFileSync, spawn } from 'node:child_process';
 import fs from 'node:fs';
+import net from 'node:net';
 import path from 'node:path';
 import {
   env, URL_, PGPORT, PGUSER, PSQL_ARGS, check, ok, jwt, psql, watch, expectStatus, expectNothing, signedIn, run,
@@ -368,6 +369,26 @@ await run(async browser => {
   check(await page.inputValue('#store-store') === '' && await page.inputValue('#store-s3_endpoint') === '', 'the form starts empty (the default)');
   const note = await page.textContent('#store-note');
   check(/new repository/.test(note) && /already taken stay where they are/.test(note), `the note on future backups: ${note}`);
+
+  // "Check this store", twice: the checks of the saved store (here the local default), and one result on the page
+  for (let i = 0; i < 2; i++) {
+    const answered = page.waitForResponse(r => r.request().method() === 'POST' && r.url().endsWith(`/platform/projects/${PID}/store/check`));
+    await page.click('#store-check');
+    check((await answered).status() === 200, 'POST store/check answers 200');
+    await page.waitForSelector('#store-check-result');
+    await page.waitForFunction(() => !document.querySelector('#store-check').disabled);
+  }
+  const checkLines = sel => page.$$eval(`${sel} li`, ls => ls.map(l => `${l.dataset.step} ${l.dataset.status}: ${l.textContent}`));
+  check(await page.getAttribute('#store-check-result', 'data-ok') === 'true' &&
+    /^the store is usable: write, read, list and delete all work/.test(await page.textContent('#store-check-result')),
+    `the check result: ${await page.textContent('#store-check-result')}`);
+  check(JSON.stringify(await checkLines('#store-check-result')) === JSON.stringify([
+    'write ok: write ✓ ok: a 4 KiB probe object', 'read ok: read ✓ ok: the probe object read back intact',
+    'list ok: list ✓ ok: the listing shows the probe object', 'delete ok: delete ✓ ok: the probe object is gone']),
+  `the check lines: ${await checkLines('#store-check-result')}`);
+  check(await page.$$eval('#storage .notice', ns => ns.filter(n => n.closest('#store-check-out')).length) === 1,
+    'checking twice shows one result, not two');
+  ok('Check this store (clicked twice) shows one result: the store is usable, and one ok line per check');
   const S3LOC = 's3://ui-backups/supabase/abc123';
   await page.fill('#store-store', S3LOC);
   await page.fill('#store-s3_endpoint', 'http://127.0.0.1:9000');
@@ -386,6 +407,27 @@ await run(async browser => {
     await page.inputValue('#store-s3_storage_class') === 'STANDARD_IA', 'and the form holds them');
   await shot(page, '20-storage');
   ok('the storage panel shows the local default; an s3:// store with endpoint, region and storage class saved from the form is what the API returns, and is shown after a reload');
+
+  // "Check these settings": proposed settings are checked before they are saved (and are not saved)
+  {
+    const dead = await new Promise(resolve => { const srv = net.createServer(); srv.listen(0, '127.0.0.1', () => { const pt = srv.address().port; srv.close(() => resolve(pt)); }); });
+    await page.fill('#store-s3_endpoint', `http://127.0.0.1:${dead}`);
+    await page.click('#store-check-form');
+    await page.waitForSelector('#store-check-form-result');
+    const text = await page.textContent('#store-check-form-result');
+    const lines = await checkLines('#store-check-form-result');
+    check(await page.getAttribute('#store-check-form-result', 'data-ok') === 'false' &&
+      /^the store is NOT usable for backups: cannot write 'supabase\/abc123\/check\/probe-[0-9a-f]+' in S3 bucket 'ui-backups': Failed to connect/.test(text) &&
+      text.includes(`What to do: Check the S3 endpoint (http://127.0.0.1:${dead}) and that the server is reachable.`), `the check of proposed settings: ${text}`);
+    check(lines.length === 4 && /^write failed: write ✕ error: cannot write /.test(lines[0]) && lines[1] === 'read skipped: read – skipped: needs the probe object' &&
+      /^list failed: list ✕ error: cannot list 'supabase\/abc123\/check\/' in S3 bucket 'ui-backups': Failed to connect/.test(lines[2]) &&
+      lines[3] === 'delete skipped: delete – skipped: needs the probe object', `the lines: ${lines.join(' | ')}`);
+    check(!text.includes(env('AWS_SECRET_ACCESS_KEY')), 'the secret is not on the page');
+    check((await projectDoc()).store === savedStore, 'checking proposed settings saved nothing');
+    await shot(page, '23-storage-check-error');
+    await page.fill('#store-s3_endpoint', 'http://127.0.0.1:9000');
+    ok('Check these settings checks the form\'s settings before a save: error lines name the unreachable endpoint and what to do, and nothing is saved');
+  }
 
   expectStatus(400, `/platform/projects/${PID}`);
   for (const [field, value, want] of [
@@ -428,6 +470,17 @@ await run(async browser => {
       `a form save keeps the other settings: ${kept}`);
     ok('settings of the location without a field of their own (sse, parallel) are shown, and a save from the form keeps them');
   }
+
+  // the same save twice: one toast says it, not two
+  for (let i = 0; i < 2; i++) {
+    const answered = page.waitForResponse(r => r.request().method() === 'PATCH' && r.url().endsWith(`/platform/projects/${PID}`));
+    await page.click('#store-form button[type=submit]');
+    check((await answered).status() === 200, 'the PATCH answers 200');
+    await page.waitForFunction(() => !document.querySelector('#store-form button[type=submit]').disabled);
+  }
+  check(await page.$$eval('#toasts .toast', ts => ts.filter(t => /Storage settings saved/.test(t.textContent)).length) === 1 &&
+    await page.$$eval('#toasts .toast', ts => ts.length) <= 3, `toasts after saving twice: ${await page.textContent('#toasts')}`);
+  ok('saving twice shows one "saved" notice, not two (at most three notices at once)');
 
   // back to the default: the steps below back up and export from the local repository
   for (const k of ['store', 's3_endpoint', 's3_region', 's3_storage_class']) await page.fill(`#store-${k}`, '');
@@ -575,8 +628,8 @@ await run(async browser => {
     await shot(p3, '19-backups-member');
     await p3.click('nav.tabs a:has-text("Storage")');
     await p3.waitForSelector('#store-current');
-    check(await p3.getAttribute('#store-current', 'data-kind') === 'default' && !(await p3.$('#store-form')) && !(await p3.$('#store-store')) &&
-      /Only the project's owner or an admin/.test(await p3.textContent('#store-readonly')), 'the member sees the storage settings without a form');
+    check(await p3.getAttribute('#store-current', 'data-kind') === 'default' && !(await p3.$('#store-form')) && !(await p3.$('#store-store')) && !(await p3.$('#store-check')) &&
+      /Only the project's owner or an admin/.test(await p3.textContent('#store-readonly')), 'the member sees the storage settings without a form or a check button');
     await shot(p3, '22-storage-member');
     await ctx3.close();
     ok('a member of the organization sees the backups and the storage settings read-only (buttons disabled, no storage form, and says why)');
