@@ -1,6 +1,12 @@
 /* Restoring snapshots: file streams to a descriptor, tree streams to a
  * directory. Every chunk is authenticated and its id checked before a byte
- * of it is written; each file's SHA-256 and the tree digest are checked. */
+ * of it is written; each file's SHA-256 and the tree digest are checked.
+ *
+ * A tree restore first loads every directory listing (level by level, each
+ * level one restore plan), then lists the chunks of all files in the order
+ * they will be written (depth first, by name: the order a backup reads them,
+ * so packs are consumed from start to end) and reads them through one
+ * restore plan (fetch.h): one store read per pack, or per range of a pack. */
 #include "repo/fetch.h"
 
 #include "core/fsutil.h"
@@ -84,7 +90,7 @@ static void hl_free(hl_map *m)
 typedef struct rctx {
     repo *r;
     const repo_restore_opts *o;
-    fetcher *f;
+    fplan *plan; /* the chunks of the files being written, in order */
     blob_reader br;
     sha256_ctx *digest;
     sha256_ctx *fsha;
@@ -189,27 +195,6 @@ static int set_meta_at(rctx *c, int dfd, const tree_node *n, const char *rel, sm
 
 /* ---- file content ---- */
 
-typedef struct plan {
-    const tree *t;
-    size_t *files; /* node numbers of files whose content is written here */
-    size_t nfiles;
-    size_t sf, sc; /* submission cursor: file, chunk */
-} plan;
-
-static void plan_fill(rctx *c, plan *p)
-{
-    while (!fetcher_full(c->f) && p->sf < p->nfiles) {
-        const tree_node *n = &p->t->nodes[p->files[p->sf]];
-        if (p->sc < n->ncontent) {
-            fetcher_submit(c->f, &n->content[p->sc], NULL);
-            p->sc++;
-        } else {
-            p->sf++;
-            p->sc = 0;
-        }
-    }
-}
-
 static int write_chunk(int fd, const sm_buf *b, int sparse, const char *rel, sm_err *err)
 {
     if (sparse && b->len >= 4096 && mem_is_zero(b->data, b->len)) {
@@ -220,33 +205,25 @@ static int write_chunk(int fd, const sm_buf *b, int sparse, const char *rel, sm_
     return sm_write_all(fd, b->data, b->len, rel, err);
 }
 
-/* Writes the next file of the plan (node n) to fd, checking its checksum. */
-static int write_file(rctx *c, plan *p, int fd, const tree_node *n, const char *rel, sm_err *err)
+/* Writes the file of node n to fd from the next chunks of the plan,
+ * checking its checksum. */
+static int write_file(rctx *c, int fd, const tree_node *n, const char *rel, sm_err *err)
 {
     unsigned char d[32];
     uint64_t size = 0;
 
     sha256_reset(c->fsha);
     for (size_t k = 0; k < n->ncontent; k++) {
-        fjob *j;
-        plan_fill(c, p);
-        j = fetcher_wait(c->f);
-        if (!j)
-            return sm_err_set(err, SM_E_INTERNAL, "restore plan out of step");
-        if (j->failed) {
-            sm_err_copy(err, &j->err);
+        const sm_buf *b;
+        if (fplan_next(c->plan, &b, err) < 0) {
             sm_err_prefix(err, "cannot restore '%s'", rel);
-            fetcher_pop(c->f);
             return -1;
         }
-        sha256_update(c->fsha, j->out.data, j->out.len);
-        if (write_chunk(fd, &j->out, 1, rel, err) < 0) {
-            fetcher_pop(c->f);
+        sha256_update(c->fsha, b->data, b->len);
+        if (write_chunk(fd, b, 1, rel, err) < 0)
             return -1;
-        }
-        size += j->out.len;
-        c->bytes_done += j->out.len;
-        fetcher_pop(c->f);
+        size += b->len;
+        c->bytes_done += b->len;
         if (rcancel(c, err) < 0)
             return -1;
         rprogress(c, 0);
@@ -267,65 +244,210 @@ static int special_refused(rctx *c, const tree_node *n, const char *rel, sm_err 
     return sm_err_hint(err, "Pass --special to restore fifos, sockets and device files.");
 }
 
-/* Pass A: everything but directories, in name order. */
-static int restore_leaves(rctx *c, int dfd, const tree *t, sm_err *err)
+static void rdigest(rctx *c, const char *rel, const tree_node *n)
 {
-    plan p;
-    size_t nextfile = 0;
+    sm_buf_reset(&c->line);
+    tree_digest_line(&c->line, rel, n);
+    sha256_update(c->digest, c->line.data, c->line.len);
+}
+
+/* A directory's listing with the listings of its subdirectories, loaded
+ * before anything is written. */
+typedef struct rdir {
+    tree t;
+    struct rdir **sub; /* per node: a directory's listing, else NULL */
+    char **linkto;     /* per node: a file restored as a hard link to this path, else NULL */
+} rdir;
+
+static rdir *rdir_new(void)
+{
+    rdir *d = sm_xcalloc(1, sizeof(*d));
+    d->t = (tree)TREE_INIT;
+    return d;
+}
+
+static void rdir_sized(rdir *d)
+{
+    d->sub = sm_xcalloc(d->t.n ? d->t.n : 1, sizeof(*d->sub));
+    d->linkto = sm_xcalloc(d->t.n ? d->t.n : 1, sizeof(*d->linkto));
+}
+
+static void rdir_free(rdir *d)
+{
+    if (!d)
+        return;
+    for (size_t i = 0; d->sub && i < d->t.n; i++) {
+        rdir_free(d->sub[i]);
+        free(d->linkto[i]);
+    }
+    free(d->sub);
+    free(d->linkto);
+    tree_release(&d->t);
+    free(d);
+}
+
+typedef struct lvl_item {
+    rdir *parent;
+    size_t node;
+    char *rel;
+} lvl_item;
+
+static void lvl_add_dirs(lvl_item **v, size_t *n, size_t *cap, rdir *d, const char *rel)
+{
+    for (size_t i = 0; i < d->t.n; i++) {
+        const tree_node *nd = &d->t.nodes[i];
+        if (nd->type != NODE_DIR)
+            continue;
+        SM_GROW(*v, *cap, *n + 1);
+        (*v)[*n].parent = d;
+        (*v)[*n].node = i;
+        (*v)[*n].rel = rel ? sm_xasprintf("%s/%s", rel, nd->name) : sm_xstrdup(nd->name);
+        (*n)++;
+    }
+}
+
+/* Loads the listings under root, one level of the tree per restore plan
+ * (the listings of a level are read together, by pack). */
+static int load_trees(rctx *c, rdir *root, sm_err *err)
+{
+    lvl_item *cur = NULL, *nextv = NULL;
+    size_t ncur = 0, ccur = 0, nnext = 0, cnext = 0;
+    blob_id *ids = NULL;
+    size_t idcap = 0;
+    fplan *p = NULL;
     int rc = -1;
 
-    memset(&p, 0, sizeof(p));
-    p.t = t;
-    p.files = sm_xcalloc(t->n ? t->n : 1, sizeof(*p.files));
-    /* decide which files get content here: later hard links of an inode
-     * already planned are linked instead */
-    char **linkto = sm_xcalloc(t->n ? t->n : 1, sizeof(char *));
-    for (size_t i = 0; i < t->n; i++) {
-        const tree_node *n = &t->nodes[i];
-        if (n->type != NODE_FILE)
-            continue;
-        if (n->nlink > 1) {
-            char *rel = rel_of(c, n->name);
-            const char *first = hl_get_or_put(&c->links, n->dev, n->inode, rel);
-            if (first)
-                linkto[i] = sm_xstrdup(first);
-            free(rel);
-            if (first)
-                continue;
-        }
-        p.files[p.nfiles++] = i;
-    }
-    for (size_t i = 0; i < t->n; i++) {
-        const tree_node *n = &t->nodes[i];
-        char *rel = NULL;
-        int fd = -1, r2 = -1;
-
-        if (n->type == NODE_DIR)
-            continue;
-        rel = rel_of(c, n->name);
-        if (n->type == NODE_FILE && linkto[i]) {
-            if (linkat(c->rootfd, linkto[i], dfd, n->name, 0) != 0)
-                sm_err_sys(err, SM_E_IO, "cannot link '%s' to '%s'", rel, linkto[i]);
-            else
-                r2 = 0;
-        } else if (n->type == NODE_FILE) {
-            if (nextfile >= p.nfiles || p.files[nextfile] != i) {
-                sm_err_set(err, SM_E_INTERNAL, "restore plan out of step at '%s'", rel);
-            } else if ((fd = openat(dfd, n->name,
-                                    O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600)) <
-                       0) {
-                sm_err_sys(err, SM_E_IO, "cannot create '%s'", rel);
-            } else if (write_file(c, &p, fd, n, rel, err) == 0 &&
-                       set_meta_fd(c, fd, n, rel, err) == 0) {
-                r2 = 0;
+    lvl_add_dirs(&cur, &ncur, &ccur, root, NULL);
+    while (ncur > 0) {
+        if (rcancel(c, err) < 0)
+            goto out;
+        SM_GROW(ids, idcap, ncur);
+        for (size_t i = 0; i < ncur; i++)
+            ids[i] = cur[i].parent->t.nodes[cur[i].node].subtree;
+        if (fplan_new(&p, c->r, ids, ncur, c->o ? c->o->threads : 0, err) < 0)
+            goto out;
+        for (size_t i = 0; i < ncur; i++) {
+            const sm_buf *b;
+            char hex[65], what[16];
+            rdir *d = rdir_new();
+            cur[i].parent->sub[cur[i].node] = d;
+            blob_id_hex(&ids[i], hex);
+            snprintf(what, sizeof(what), "%.12s", hex);
+            if (fplan_next(p, &b, err) < 0 || tree_decode(&d->t, b->data, b->len, what, err) < 0) {
+                sm_err_prefix(err, "cannot restore directory '%s'", cur[i].rel);
+                goto out;
             }
-            nextfile++;
+            rdir_sized(d);
+            lvl_add_dirs(&nextv, &nnext, &cnext, d, cur[i].rel);
+        }
+        fplan_free(p);
+        p = NULL;
+        for (size_t i = 0; i < ncur; i++)
+            free(cur[i].rel);
+        free(cur);
+        cur = nextv;
+        ncur = nnext;
+        ccur = cnext;
+        nextv = NULL;
+        nnext = cnext = 0;
+    }
+    rc = 0;
+out:
+    fplan_free(p);
+    for (size_t i = 0; i < ncur; i++)
+        free(cur[i].rel);
+    for (size_t i = 0; i < nnext; i++)
+        free(nextv[i].rel);
+    free(cur);
+    free(nextv);
+    free(ids);
+    return rc;
+}
+
+typedef struct seq {
+    blob_id *v;
+    size_t n, cap;
+} seq;
+
+/* Lists the chunks of the files under d in the order restore_dir writes
+ * them, and decides which files are hard links to one restored earlier. */
+static void plan_dir(rctx *c, rdir *d, seq *q)
+{
+    size_t saved = c->path.len;
+
+    for (size_t i = 0; i < d->t.n; i++) {
+        const tree_node *n = &d->t.nodes[i];
+        if (n->type == NODE_FILE) {
+            if (n->nlink > 1) {
+                char *rel = rel_of(c, n->name);
+                const char *first = hl_get_or_put(&c->links, n->dev, n->inode, rel);
+                if (first)
+                    d->linkto[i] = sm_xstrdup(first);
+                free(rel);
+                if (first)
+                    continue;
+            }
+            SM_GROW(q->v, q->cap, q->n + n->ncontent);
+            if (n->ncontent)
+                memcpy(q->v + q->n, n->content, n->ncontent * sizeof(*q->v));
+            q->n += n->ncontent;
+        } else if (n->type == NODE_DIR && d->sub[i]) {
+            if (c->path.len)
+                sm_buf_putc(&c->path, '/');
+            sm_buf_puts(&c->path, n->name);
+            plan_dir(c, d->sub[i], q);
+            c->path.len = saved;
+            c->path.data[saved] = '\0';
+        }
+    }
+}
+
+/* Restores the entries of d into dfd, depth first, by name. */
+static int restore_dir(rctx *c, int dfd, rdir *d, sm_err *err)
+{
+    size_t saved = c->path.len;
+
+    for (size_t i = 0; i < d->t.n; i++) {
+        const tree_node *n = &d->t.nodes[i];
+        char *rel = rel_of(c, n->name);
+        int fd = -1, rc = -1;
+
+        rdigest(c, rel, n);
+        if (n->type == NODE_FILE && d->linkto[i]) {
+            if (linkat(c->rootfd, d->linkto[i], dfd, n->name, 0) != 0)
+                sm_err_sys(err, SM_E_IO, "cannot link '%s' to '%s'", rel, d->linkto[i]);
+            else
+                rc = 0;
+        } else if (n->type == NODE_FILE) {
+            if ((fd = openat(dfd, n->name, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC,
+                             0600)) < 0)
+                sm_err_sys(err, SM_E_IO, "cannot create '%s'", rel);
+            else if (write_file(c, fd, n, rel, err) == 0 && set_meta_fd(c, fd, n, rel, err) == 0)
+                rc = 0;
             c->files_done++;
         } else if (n->type == NODE_SYMLINK) {
             if (symlinkat(n->target, dfd, n->name) != 0)
                 sm_err_sys(err, SM_E_IO, "cannot create symlink '%s'", rel);
             else
-                r2 = set_meta_at(c, dfd, n, rel, err);
+                rc = set_meta_at(c, dfd, n, rel, err);
+        } else if (n->type == NODE_DIR) {
+            if (!d->sub[i])
+                sm_err_set(err, SM_E_INTERNAL, "directory '%s' was not loaded", rel);
+            else if (mkdirat(dfd, n->name, 0700) != 0)
+                sm_err_sys(err, SM_E_IO, "cannot create directory '%s'", rel);
+            else if ((fd = openat(dfd, n->name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)) <
+                     0)
+                sm_err_sys(err, SM_E_IO, "cannot open directory '%s'", rel);
+            else {
+                if (c->path.len)
+                    sm_buf_putc(&c->path, '/');
+                sm_buf_puts(&c->path, n->name);
+                rc = restore_dir(c, fd, d->sub[i], err);
+                c->path.len = saved;
+                c->path.data[saved] = '\0';
+                if (rc == 0)
+                    rc = set_meta_fd(c, fd, n, rel, err);
+            }
         } else {
             mode_t m = n->type == NODE_FIFO ? S_IFIFO
                      : n->type == NODE_CHR  ? S_IFCHR
@@ -336,73 +458,10 @@ static int restore_leaves(rctx *c, int dfd, const tree *t, sm_err *err)
             else if (mknodat(dfd, n->name, m | 0600, (dev_t)n->rdev) != 0)
                 sm_err_sys(err, SM_E_IO, "cannot create special file '%s'", rel);
             else
-                r2 = set_meta_at(c, dfd, n, rel, err);
+                rc = set_meta_at(c, dfd, n, rel, err);
         }
-        if (fd >= 0 && close(fd) != 0 && r2 == 0)
-            r2 = sm_err_sys(err, SM_E_IO, "cannot close '%s'", rel);
-        free(rel);
-        if (r2 < 0)
-            goto out;
-    }
-    rc = 0;
-out:
-    /* drop read-ahead that will not be consumed */
-    while (rc < 0 && fetcher_pending(c->f) > 0) {
-        fetcher_wait(c->f);
-        fetcher_pop(c->f);
-    }
-    for (size_t i = 0; i < t->n; i++)
-        free(linkto[i]);
-    free(linkto);
-    free(p.files);
-    return rc;
-}
-
-static void rdigest(rctx *c, const char *rel, const tree_node *n)
-{
-    sm_buf_reset(&c->line);
-    tree_digest_line(&c->line, rel, n);
-    sha256_update(c->digest, c->line.data, c->line.len);
-}
-
-static int restore_dir(rctx *c, int dfd, const tree *t, sm_err *err)
-{
-    size_t saved = c->path.len;
-
-    if (restore_leaves(c, dfd, t, err) < 0)
-        return -1;
-    /* Pass B: digest lines in canonical order, and the directories */
-    for (size_t i = 0; i < t->n; i++) {
-        const tree_node *n = &t->nodes[i];
-        char *rel = rel_of(c, n->name);
-        tree sub = TREE_INIT;
-        int cfd = -1, rc = -1;
-
-        rdigest(c, rel, n);
-        if (n->type != NODE_DIR) {
-            free(rel);
-            continue;
-        }
-        if (mkdirat(dfd, n->name, 0700) != 0) {
-            sm_err_sys(err, SM_E_IO, "cannot create directory '%s'", rel);
-        } else if ((cfd = openat(dfd, n->name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)) <
-                   0) {
-            sm_err_sys(err, SM_E_IO, "cannot open directory '%s'", rel);
-        } else if (tree_load(&c->br, &n->subtree, &sub, err) < 0) {
-            sm_err_prefix(err, "cannot restore directory '%s'", rel);
-        } else {
-            if (c->path.len)
-                sm_buf_putc(&c->path, '/');
-            sm_buf_puts(&c->path, n->name);
-            rc = restore_dir(c, cfd, &sub, err);
-            c->path.len = saved;
-            c->path.data[saved] = '\0';
-            if (rc == 0)
-                rc = set_meta_fd(c, cfd, n, rel, err);
-        }
-        tree_release(&sub);
-        if (cfd >= 0)
-            close(cfd);
+        if (fd >= 0 && close(fd) != 0 && rc == 0)
+            rc = sm_err_sys(err, SM_E_IO, "cannot close '%s'", rel);
         free(rel);
         if (rc < 0)
             return -1;
@@ -419,8 +478,6 @@ static int rctx_init(rctx *c, repo *r, const repo_restore_opts *o, sm_err *err)
     c->is_root = geteuid() == 0;
     if (repo_index_ensure(r, err) < 0)
         return -1;
-    if (fetcher_new(&c->f, r, o ? o->threads : 0, err) < 0)
-        return -1;
     blob_reader_init(&c->br, r);
     c->digest = sha256_new();
     c->fsha = sha256_new();
@@ -429,7 +486,7 @@ static int rctx_init(rctx *c, repo *r, const repo_restore_opts *o, sm_err *err)
 
 static void rctx_release(rctx *c)
 {
-    fetcher_free(c->f);
+    fplan_free(c->plan);
     if (c->br.r)
         blob_reader_release(&c->br);
     sha256_free(c->digest);
@@ -504,11 +561,42 @@ static int read_tick(void *ud, size_t n, sm_err *err)
     return 0;
 }
 
-/* Streams a node's content in order through fn, checking size and SHA-256. */
+/* Streams a node's content in order through fn, checking size and SHA-256,
+ * through one restore plan (one store read per pack or range of a pack). */
 static int read_node(rctx *c, const tree_node *n, const char *what, repo_data_fn fn, void *ud,
                      sm_err *err)
 {
-    return fetch_node(c->f, n, what, fn, ud, read_tick, c, err);
+    sha256_ctx *sha = sha256_new();
+    unsigned char d[32];
+    uint64_t size = 0;
+    int rc = -1;
+
+    if (fplan_new(&c->plan, c->r, n->content, n->ncontent, c->o ? c->o->threads : 0, err) < 0)
+        goto out;
+    for (size_t k = 0; k < n->ncontent; k++) {
+        const sm_buf *b;
+        if (fplan_next(c->plan, &b, err) < 0) {
+            sm_err_prefix(err, "'%s'", what);
+            goto out;
+        }
+        sha256_update(sha, b->data, b->len);
+        if (fn && fn(ud, b->data, b->len, err) < 0)
+            goto out;
+        size += b->len;
+        if (read_tick(c, b->len, err) < 0)
+            goto out;
+    }
+    sha256_final(sha, d);
+    if (size != n->size || memcmp(d, n->sha256, 32) != 0) {
+        sm_err_set(err, SM_E_CORRUPT, "'%s' does not match its checksum", what);
+        goto out;
+    }
+    rc = 0;
+out:
+    fplan_free(c->plan);
+    c->plan = NULL;
+    sha256_free(sha);
+    return rc;
 }
 
 int repo_read_node(repo *r, const tree_node *node, repo_data_fn fn, void *ud, sm_err *err)
@@ -651,7 +739,8 @@ int repo_restore_tree(repo *r, const snapshot *s, const char *name, const char *
     rctx c;
     json_t *st;
     tree_node root;
-    tree t = TREE_INIT;
+    rdir *top = NULL;
+    seq q = {NULL, 0, 0};
     unsigned char d[32];
     char hex[65];
     const char *want;
@@ -684,7 +773,18 @@ int repo_restore_tree(repo *r, const snapshot *s, const char *name, const char *
         goto out;
     }
     rdigest(&c, ".", &root);
-    if (tree_load(&c.br, &root.subtree, &t, err) < 0 || restore_dir(&c, c.rootfd, &t, err) < 0)
+    top = rdir_new();
+    if (tree_load(&c.br, &root.subtree, &top->t, err) < 0)
+        goto out;
+    rdir_sized(top);
+    if (load_trees(&c, top, err) < 0)
+        goto out;
+    plan_dir(&c, top, &q);
+    if (fplan_new(&c.plan, r, q.v, q.n, o ? o->threads : 0, err) < 0)
+        goto out;
+    free(q.v);
+    q.v = NULL;
+    if (restore_dir(&c, c.rootfd, top, err) < 0)
         goto out;
     if (set_meta_fd(&c, c.rootfd, &root, target, err) < 0)
         goto out;
@@ -699,7 +799,8 @@ int repo_restore_tree(repo *r, const snapshot *s, const char *name, const char *
     rc = 0;
 out:
     rctx_release(&c);
-    tree_release(&t);
+    rdir_free(top);
+    free(q.v);
     tree_node_release(&root);
     return rc;
 }

@@ -1641,6 +1641,7 @@ static const store_ops s3_ops = {
     .del = s3_del,
     .cleanup = s3_cleanup,
     .free = s3_free,
+    .costly_requests = 1,
 };
 
 int store_s3_open(store **out, const char *location, sm_err *err)

@@ -113,6 +113,11 @@ int store_free_space(store *st, uint64_t *bytes, sm_err *err)
     return st->ops->free_space(st, bytes, err);
 }
 
+int store_costly_requests(const store *st)
+{
+    return st->ops->costly_requests;
+}
+
 const char *store_location(const store *st)
 {
     return st->location;

@@ -70,6 +70,12 @@ int store_cleanup(store *st, unsigned *removed, sm_err *err);
  * when unknown (object stores). */
 int store_free_space(store *st, uint64_t *bytes, sm_err *err);
 
+/* 1 when every request has a cost of its own (object storage: a round trip,
+ * a per-request charge), so that a reader of many pieces of one object
+ * should fetch them with one large read; 0 for a directory, where small
+ * reads are cheap and large ones only cost memory. */
+int store_costly_requests(const store *st);
+
 /* Human-readable location for messages ("/path" or "s3://bucket/prefix"). */
 const char *store_location(const store *st);
 

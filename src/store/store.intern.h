@@ -16,6 +16,7 @@ typedef struct store_ops {
     int (*cleanup)(store *st, unsigned *removed, sm_err *err);
     int (*free_space)(store *st, uint64_t *bytes, sm_err *err);
     void (*free)(store *st);
+    int costly_requests; /* see store_costly_requests() */
 } store_ops;
 
 struct store {
