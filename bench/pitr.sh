@@ -119,8 +119,9 @@ sleep 1.2
 q "DROP TABLE marker" >/dev/null
 q "SELECT pg_switch_wal()" >/dev/null
 sleep 3
-timed "$SM" restore bench --target-time "$TARGET" --yes
+timed "$SM" restore bench --target-time "$TARGET" --yes --json >"$W/restore.json"
 SM_RESTORE_S=$T_S
+SM_DOWN_S=$(python3 -c 'import json,sys; print("%.2f" % json.load(open(sys.argv[1]))["downtime_s"])' "$W/restore.json")
 [ "$(q 'SELECT count(*) FROM marker')" = 1 ] || die "supamanager's restore lost the marker"
 q "DROP TABLE marker" >/dev/null
 q "SELECT pg_switch_wal()" >/dev/null
@@ -156,5 +157,6 @@ cat >"$OUT" <<EOF
 | WAL into the repository | ${SM_MOVE_S} s (the spool's move, one batch) | (included above) |
 | WAL archive bytes for $N segments | $(mb "$SM_WAL_B") MiB | $(mb "$BR_WAL_B") MiB |
 | restore to a point in time (stop, restore, replay, promote) | ${SM_RESTORE_S} s | ${BR_RESTORE_S} s (--delta) |
+| of which the database was down (stop to promoted) | ${SM_DOWN_S} s | ${BR_RESTORE_S} s (it stops first) |
 EOF
 cat "$OUT"
