@@ -533,7 +533,8 @@ async function projectsView(main) {
     box.replaceChildren(h('div', { class: 'card-body' }, errorBox(e, 'Cannot list the projects')));
     return;
   }
-  const canImport = (claims && claims.role === 'service_role') || (orgs || []).some(o => o.role === 'admin');
+  // an import names the server's database and directories: the operator's (service role) only
+  const canImport = !!(claims && claims.role === 'service_role');
   if (canImport) {
     $('.toolbar', head).append(button('Import project', { class: 'btn', onclick: () => importDialog(orgs) }));
   }

@@ -281,7 +281,7 @@ static int project_show_edit_remove(int argc, char **argv, const char *sub)
             print_project(p);
         }
     } else if (!strcmp(sub, "edit")) {
-        if (catalog_project_update(cat, p, &err) < 0) {
+        if (ops_store_conflict(&o, p, &err) < 0 || catalog_project_update(cat, p, &err) < 0) {
             rc = cli_fail(&err);
             goto out;
         }

@@ -7,6 +7,7 @@
 #include "core/mem.h"
 #include "core/util.h"
 #include "source/pg.h"
+#include "store/s3.h"
 #include "store/store.h"
 
 #include <dirent.h>
@@ -435,6 +436,87 @@ static int check_dir(const char *path, const char *what, sm_err *err)
     return 0;
 }
 
+/* The identity of a repository location: "dir:/a/b/" for a directory (the
+ * path with ".", ".." and repeated '/' folded), "s3:BUCKET/PREFIX/" for S3;
+ * so that one location inside another is a string prefix of it. */
+static char *location_key(const char *loc, sm_err *err)
+{
+    sm_buf b = SM_BUF_INIT;
+    const char *c = loc;
+
+    if (!strncmp(loc, "s3://", 5)) {
+        char *k = NULL, *out;
+        int host_files;
+        if (s3_location_key(loc, &k, &host_files, err) < 0)
+            return NULL;
+        out = sm_xasprintf("s3:%s", k);
+        free(k);
+        return out;
+    }
+    sm_buf_puts(&b, "dir:/");
+    while (*c) {
+        size_t n;
+        while (*c == '/')
+            c++;
+        n = strcspn(c, "/");
+        if (n == 2 && c[0] == '.' && c[1] == '.') {
+            /* up one: drop the last "name/" */
+            if (b.len > 5)
+                b.len--;
+            while (b.len > 5 && b.data[b.len - 1] != '/')
+                b.len--;
+        } else if (n && !(n == 1 && c[0] == '.')) {
+            sm_buf_put(&b, c, n);
+            sm_buf_putc(&b, '/');
+        }
+        c += n;
+    }
+    {
+        char *k = sm_xstrndup(sm_buf_str(&b), b.len);
+        sm_buf_release(&b);
+        return k;
+    }
+}
+
+int ops_store_conflict(ops_ctx *o, const project *p, sm_err *err)
+{
+    project **v = NULL;
+    size_t n = 0;
+    char *loc = project_repo_location(o->cat, p), *mine = location_key(loc, err);
+    int rc = -1;
+
+    if (!mine)
+        goto out;
+    if (catalog_project_list(o->cat, &v, &n, err) < 0)
+        goto out;
+    rc = 0;
+    for (size_t i = 0; i < n && rc == 0; i++) {
+        char *oloc, *theirs;
+        sm_err ignore = SM_ERR_INIT;
+        if (!strcmp(v[i]->id, p->id))
+            continue;
+        oloc = project_repo_location(o->cat, v[i]);
+        theirs = location_key(oloc, &ignore);
+        if (theirs && (!strncmp(mine, theirs, strlen(theirs)) ||
+                       !strncmp(theirs, mine, strlen(mine)))) {
+            sm_err_set(err, SM_E_CONFLICT,
+                       "the store '%s' shares its objects with project '%s', whose backups are "
+                       "in '%s'",
+                       loc, v[i]->id, oloc);
+            sm_err_hint(err, "Each project needs a repository of its own: choose a location "
+                             "that is neither inside nor around another project's.");
+            rc = -1;
+        }
+        free(theirs);
+        free(oloc);
+    }
+out:
+    project_list_free(v, n);
+    free(mine);
+    free(loc);
+    return rc;
+}
+
 int ops_project_add(ops_ctx *o, const project *p, int check_db, sm_err *err)
 {
     json_t *list = NULL, *f;
@@ -459,6 +541,8 @@ int ops_project_add(ops_ctx *o, const project *p, int check_db, sm_err *err)
     list = config_file_list(p, err);
     if (!list)
         return -1;
+    if (ops_store_conflict(o, p, err) < 0)
+        goto out;
     json_array_foreach(list, i, f)
     {
         const char *path = json_string_value(json_object_get(f, "path"));

@@ -68,6 +68,12 @@ void ops_ctx_init(ops_ctx *o, catalog *cat, const char *secret);
  * superuser, matching pg_dump installed; unless check_db is 0), the storage
  * directory and config paths exist. */
 int ops_project_add(ops_ctx *o, const project *p, int check_db, sm_err *err);
+/* 0 when the repository location of p shares no objects with another
+ * project's; else -1 with SM_E_CONFLICT naming that project. Directories
+ * compare as paths (".", ".." and repeated '/' folded; symlinks are not
+ * followed), S3 locations by bucket and prefix whatever the endpoint; one
+ * inside the other conflicts too. */
+int ops_store_conflict(ops_ctx *o, const project *p, sm_err *err);
 /* Removes a project from the catalog; its repository stays unless purge. */
 int ops_project_remove(ops_ctx *o, const char *id, int purge, sm_err *err);
 

@@ -363,6 +363,48 @@ static int only_store_fields(http_req *rq, json_t *body, const char *what)
     return 0;
 }
 
+/* Why registering and importing projects, and stores that name the host's
+ * directories or files, are for the service role (the host's operator) only. */
+#define HOST_FIELDS_WHY                                                                            \
+    "a project names the server's database, directories and commands, which only the host's "   \
+    "operator may choose"
+
+/* May id give project p the store it now has? Users other than the service
+ * role may choose S3 locations (signed with the service's own credentials)
+ * or the default directory, but neither a directory of the server nor an S3
+ * credentials file or profile of it. And no store may share objects with
+ * another project's (ops_store_conflict). 0, or -1 with err set (403, 409). */
+static int store_allowed(svc *S, const auth_identity *id, catalog *c, const project *p,
+                         sm_err *err)
+{
+    ops_ctx o;
+
+    if (!id->service && p->store && *p->store) {
+        char *key = NULL;
+        int host_files = 0;
+        if (strncmp(p->store, "s3://", 5) != 0) {
+            sm_err_set(err, SM_E_FORBIDDEN,
+                       "only the service role may put backups in a directory of the server");
+            return sm_err_hint(err, "Use an S3 location, or the default directory (an empty "
+                                    "store), or ask the host's operator.");
+        }
+        if (s3_location_key(p->store, &key, &host_files, err) < 0) {
+            err->code = SM_E_INVALID;
+            return -1;
+        }
+        free(key);
+        if (host_files) {
+            sm_err_set(err, SM_E_FORBIDDEN, "only the service role may name the server's S3 "
+                                            "credentials file or profile (credentials=, "
+                                            "profile=)");
+            return sm_err_hint(err, "Leave them out: the service signs with its own "
+                                    "credentials.");
+        }
+    }
+    ops_ctx_init(&o, c, S->enc_secret);
+    return ops_store_conflict(&o, p, err);
+}
+
 /* PATCH /platform/projects/{id}: changes the store settings of a project
  * (the fields of store_fields; no others). */
 static int h_project_patch(http_req *rq, void *ud)
@@ -386,7 +428,9 @@ static int h_project_patch(http_req *rq, void *ud)
         project_free(p);
         return 0;
     }
-    if (store_fields(body, p, &err) < 0 || catalog_project_update(need_cat(rq, S), p, &err) < 0) {
+    if (store_fields(body, p, &err) < 0 || !need_cat(rq, S) ||
+        store_allowed(S, &id, need_cat(rq, S), p, &err) < 0 ||
+        catalog_project_update(need_cat(rq, S), p, &err) < 0) {
         project_free(p);
         return http_error_from(rq, &err);
     }
@@ -457,6 +501,10 @@ static int h_store_check(http_req *rq, void *ud)
         rc = 0;
         goto out;
     }
+    if (proposed && store_allowed(S, &id, c, p, &err) < 0) {
+        rc = http_error_from(rq, &err);
+        goto out;
+    }
     loc = project_repo_location(c, p);
     bounded = strncmp(loc, "s3://", 5)
                   ? sm_xstrdup(loc)
@@ -503,7 +551,6 @@ static int h_projects_create(http_req *rq, void *ud)
     sm_err err = SM_ERR_INIT;
     ops_ctx o;
     catalog *c;
-    const char *org;
 
     if (authn(rq, S, &id) < 0 || !(c = need_cat(rq, S)))
         return 0;
@@ -550,18 +597,12 @@ static int h_projects_create(http_req *rq, void *ud)
         return http_error(rq, 400, "invalid_request",
                           "project fields must be strings (config_files an array of strings)");
     }
-    /* the service role creates any project; an organization admin creates
-     * projects in that organization */
-    org = p->org_id;
+    /* only the service role: a project names the host's database, directories
+     * and commands */
     if (!id.service) {
-        const char *role = NULL;
-        if (!org || catalog_member_role(c, org, id.sub, &role, NULL) < 0 || !role ||
-            strcmp(role, "admin") != 0) {
-            project_free(p);
-            return http_error(rq, 403, "forbidden",
-                              "only the service role, or an admin of the project's organization "
-                              "(org_id), may register projects");
-        }
+        project_free(p);
+        return http_error(rq, 403, "forbidden", "only the service role may register projects: %s",
+                          HOST_FIELDS_WHY);
     }
     ops_ctx_init(&o, c, S->enc_secret);
     if (ops_project_add(&o, p, 1, &err) < 0) {
@@ -1523,13 +1564,9 @@ static int h_import(http_req *rq, void *ud)
 
     if (authn(rq, S, &id) < 0 || !(c = need_cat(rq, S)))
         return 0;
-    if (!id.service) {
-        const char *org = http_form_field(rq, "org_id"), *role = NULL;
-        if (!org || catalog_member_role(c, org, id.sub, &role, NULL) < 0 || !role ||
-            strcmp(role, "admin"))
-            return http_error(rq, 403, "forbidden", "only the service role or an organization "
-                                                    "admin (org_id) may import projects");
-    }
+    if (!id.service)
+        return http_error(rq, 403, "forbidden", "only the service role may import projects: %s",
+                          HOST_FIELDS_WHY);
     if (!file)
         return http_error(rq, 400, "invalid_request", "send the archive as the multipart field "
                                                       "'file'");

@@ -398,6 +398,18 @@ char *s3_settings_format(const s3_settings *s)
     return sm_buf_detach(&b, NULL);
 }
 
+int s3_location_key(const char *location, char **key, int *host_files, sm_err *err)
+{
+    s3_settings *s = NULL;
+
+    if (s3_settings_parse(&s, location, err) < 0)
+        return -1;
+    *key = sm_xasprintf("%s/%s", s->bucket, s->prefix);
+    *host_files = s->credentials_file != NULL || s->profile != NULL;
+    s3_settings_free(s);
+    return 0;
+}
+
 int s3_location_build(char **out, const char *base, const char *endpoint, const char *region,
                       const char *storage_class, sm_err *err)
 {

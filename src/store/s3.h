@@ -73,4 +73,11 @@ int store_s3_open(store **out, const char *location, sm_err *err);
 int s3_location_build(char **out, const char *base, const char *endpoint, const char *region,
                       const char *storage_class, sm_err *err);
 
+/* What identifies the objects of a location, for telling whether two
+ * locations share objects: *key = "BUCKET/PREFIX/" (whatever the endpoint,
+ * so that two spellings of one server never pass for two), and *host_files
+ * = 1 when the location names files or profiles of the host it runs on
+ * (credentials=, profile=). 0, or -1 with err set (a malformed location). */
+int s3_location_key(const char *location, char **key, int *host_files, sm_err *err);
+
 #endif

@@ -47,3 +47,26 @@ expect_fail 2 "--store must be s3://BUCKET[/PREFIX] or a directory, not 'ftp://x
   fail "project add with a relative --store"
 sm project show st1 | grep -qx "store: *$T/repos/st1" || fail "relative store not made absolute: $(sm project show st1 | grep store)"
 ok "--store takes s3:// or a directory, made absolute"
+
+# one repository per project: a store inside, around or equal to another
+# project's location (its default directory too) is refused
+expect_fail 5 "the store '$T/repos//./st1/' shares its objects with project 'st1', whose backups are in '$T/repos/st1'" -- \
+  sm project add st2 --name S --db-url "$URL" --storage-dir "$T/p/storage" --store "$T/repos//./st1/"
+expect_fail 5 "shares its objects with project 'st1'" -- \
+  sm project add st2 --name S --db-url "$URL" --storage-dir "$T/p/storage" --store "$T/repos/st1/x/../inner"
+expect_fail 5 "shares its objects with project 'st1'" -- \
+  sm project add st2 --name S --db-url "$URL" --storage-dir "$T/p/storage" --store "$T/repos"
+sm project add st2 --name S --db-url "$URL" --storage-dir "$T/p/storage" --store "$T/repos/st10" 2>/dev/null ||
+  fail "a sibling whose name starts like another's was refused"
+expect_fail 5 "shares its objects with project 'st2', whose backups are in '$T/repos/st10'" -- \
+  sm project edit st1 --store "$T/repos/st10/sub"
+sm project add st3 --name S --db-url "$URL" --storage-dir "$T/p/storage" 2>/dev/null || fail "project add st3"
+expect_fail 5 "shares its objects with project 'st3', whose backups are in '$SUPAMANAGER_HOME/backups/st3'" -- \
+  sm project add st4 --name S --db-url "$URL" --storage-dir "$T/p/storage" --store "$SUPAMANAGER_HOME/backups"
+sm project add s3a --name S --db-url "$URL" --storage-dir "$T/p/storage" --store "s3://bkt/team/a?endpoint=http://127.0.0.1:9" 2>/dev/null ||
+  fail "project add s3a"
+expect_fail 5 "shares its objects with project 's3a'" -- \
+  sm project add s3b --name S --db-url "$URL" --storage-dir "$T/p/storage" --store "s3://bkt/team?endpoint=http://other:9"
+sm project add s3b --name S --db-url "$URL" --storage-dir "$T/p/storage" --store "s3://bkt/team/ab" 2>/dev/null ||
+  fail "a prefix that only starts like another's was refused"
+ok "a store that shares objects with another project's (equal, inside, around; S3 by bucket and prefix) is refused"

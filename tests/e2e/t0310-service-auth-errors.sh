@@ -87,9 +87,9 @@ V, M, S = "view", "manage", "service-only"
 routes = [
     ("GET", "/platform/projects", None, dict(service=200, owner=200, admin=200, member=200, stranger=200)),
     ("POST", "/platform/projects", lambda: {"id": uniq("newp"), "name": "N", "db_url": dburl, "storage_dir": T + "/p2/storage", "org_id": "acme"},
-     dict(service=201, owner=403, admin=201, member=403, stranger=403)),
+     dict(service=201, owner=403, admin=403, member=403, stranger=403)),
     ("UPLOAD", "/platform/projects/import", lambda: {"new_project_name": "Imp", "id": uniq("imp"), "db_url": dburl, "storage_dir": T + "/imp-" + str(n[0]), "org_id": "acme"},
-     dict(service=202, owner=403, admin=202, member=403, stranger=403)),
+     dict(service=202, owner=403, admin=403, member=403, stranger=403)),
     ("GET", P, None, dict(service=200, owner=200, admin=200, member=200, stranger=404)),
     # store settings only; an empty store is the default directory the project already uses
     ("PATCH", P, {"store": ""}, dict(service=200, owner=200, admin=200, member=403, stranger=404)),
@@ -168,6 +168,38 @@ for name, part in (("expired", "expired"), ("forged", "signature"), ("alg-none",
     st, doc, _, _ = Api(port, who[name]).get(P)
     check(st == 401 and part.lower() in doc["message"].lower(), "%s: %s" % (name, doc))
 ok("the auth matrix on all %d routes x %d callers (%d requests): service role, owner, org admin, member, stranger, forged, expired, alg none, HS512, none" % (len(routes), len(who), checked))
+
+# what names the host (its database, directories, commands, files) is the
+# operator's: only the service role registers or imports projects, puts
+# backups in a directory of the server or names its S3 credentials file; and
+# no store may share objects with another project's
+admin = Api(port, who["admin"])
+st, doc, _, _ = admin.post("/platform/projects", {"id": "sneaky", "name": "N", "db_url": dburl, "storage_dir": "/etc", "org_id": "acme", "pause_cmd": "touch /tmp/pwned"})
+check(st == 403 and doc["message"] == "only the service role may register projects: a project names the server's database, directories and commands, which only the host's operator may choose", "admin registers a project: %s %s" % (st, doc))
+st, doc, _, _ = admin.upload("/platform/projects/import", {"new_project_name": "Imp", "db_url": dburl, "storage_dir": "/root/.ssh", "org_id": "acme"}, "x.tar.gz", garbage())
+check(st == 403 and doc["message"].startswith("only the service role may import projects: "), "admin imports: %s %s" % (st, doc))
+for name in ("owner", "admin"):
+    api = Api(port, who[name])
+    st, doc, _, _ = api.req("PATCH", P, body={"store": T + "/elsewhere"})
+    check(st == 403 and doc["message"] == "only the service role may put backups in a directory of the server. Use an S3 location, or the default directory (an empty store), or ask the host's operator.", "%s sets a directory store: %s %s" % (name, st, doc))
+    st, doc, _, _ = api.req("PATCH", P, body={"store": "s3://bkt/abc?credentials=/root/.aws/credentials&profile=prod"})
+    check(st == 403 and doc["message"].startswith("only the service role may name the server's S3 credentials file or profile (credentials=, profile=)"), "%s names a credentials file: %s %s" % (name, st, doc))
+    st, doc, _, _ = api.post(P + "/store/check", {"store": T + "/elsewhere"})
+    check(st == 403, "%s checks a directory store: %s %s" % (name, st, doc))
+st, doc, _, _ = Api(port, who["owner"]).req("PATCH", P, body={"store": "s3://bkt/abc", "s3_endpoint": "http://127.0.0.1:9"})
+check(st == 200 and doc["store"] == "s3://bkt/abc?endpoint=http://127.0.0.1:9", "owner sets an S3 store: %s %s" % (st, doc))
+st, doc, _, _ = svc.post("/platform/projects", {"id": "other1", "name": "O", "db_url": dburl, "storage_dir": T + "/p2/storage", "store": "s3://bkt/abc/inner"})
+check(st == 409 and doc["message"].startswith("the store 's3://bkt/abc/inner' shares its objects with project 'abc123', whose backups are in 's3://bkt/abc?endpoint=http://127.0.0.1:9'. Each project needs a repository of its own"), "a store inside another project's: %s %s" % (st, doc))
+st, doc, _, _ = svc.post("/platform/projects", {"id": "other1", "name": "O", "db_url": dburl, "storage_dir": T + "/p2/storage"})
+check(st == 201, "register other1: %s %s" % (st, doc))
+st, doc, _, _ = svc.req("PATCH", P, body={"store": ""})
+check(st == 200 and doc["store"] is None, "back to the default: %s %s" % (st, doc))
+home = os.environ["SUPAMANAGER_HOME"]
+st, doc, _, _ = svc.req("PATCH", "/platform/projects/other1", body={"store": home + "/backups/abc123/"})
+check(st == 409 and "shares its objects with project 'abc123'" in doc["message"], "a store on another project's default directory: %s %s" % (st, doc))
+st, doc, _, _ = svc.req("PATCH", "/platform/projects/other1", body={"store": T + "/other1-repo"})
+check(st == 200 and doc["store"] == T + "/other1-repo", "the service role sets a directory store: %s %s" % (st, doc))
+ok("only the service role registers and imports projects, puts backups in a server directory or names S3 credentials files; stores never overlap (409)")
 
 wait_idle()
 svc = Api(port, who["service"])
