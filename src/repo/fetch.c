@@ -241,8 +241,9 @@ struct fplan {
     uint32_t *order; /* blobs in the index, by pack and offset */
     prange *rg;
     size_t nrg, next_rg;
-    int waiting;   /* the caller waits for a blob: readers must not pause */
-    uint64_t held; /* plaintext decrypted and not yet used up */
+    int waiting; /* the caller waits for a blob of range want_rg */
+    size_t want_rg;
+    uint64_t held; /* memory of plaintext decrypted and not yet used up */
     sm_buf *pool;  /* plaintext buffers to reuse (fresh ones cost page faults) */
     size_t npool, cpool;
     uint64_t pooled;
@@ -255,6 +256,16 @@ struct fplan {
     size_t last;    /* blob handed out by the previous fplan_next, or SIZE_MAX */
     blob_reader br; /* the caller's, for blobs read again on their own */
     sm_buf tmp;
+    tcache *tc; /* may be NULL */
+};
+
+struct tcache {
+    index_entry *e; /* every tree blob of the index, by pack and offset */
+    size_t n;
+    size_t *slot; /* id hash -> position + 1 */
+    size_t cap;
+    sm_buf *plain; /* per position: plaintext once opened */
+    pthread_mutex_t mu;
 };
 
 /* Opens a sealed blob read from its pack: the checks and messages of blob_read. */
@@ -344,6 +355,115 @@ static void plan_buf_give(fplan *p, sm_buf *b)
     }
 }
 
+static uint64_t id_hash(const blob_id *id)
+{
+    uint64_t h;
+    memcpy(&h, id->b, sizeof(h)); /* an HMAC: already uniform */
+    return h;
+}
+
+static int entry_cmp(const void *a, const void *b)
+{
+    const index_entry *x = a, *y = b;
+    if (x->pack != y->pack)
+        return x->pack < y->pack ? -1 : 1;
+    return x->off < y->off ? -1 : x->off > y->off;
+}
+
+tcache *tcache_new(repo *r)
+{
+    tcache *tc = sm_xcalloc(1, sizeof(*tc));
+    size_t total = index_count(r->idx), ecap = 0;
+
+    for (size_t i = 0; i < total; i++) {
+        const index_entry *e = index_entry_at(r->idx, i);
+        if (!e || e->type != BLOB_TREE || e->pack == INDEX_PENDING)
+            continue;
+        SM_GROW(tc->e, ecap, tc->n + 1);
+        tc->e[tc->n++] = *e;
+    }
+    if (tc->n > 1)
+        qsort(tc->e, tc->n, sizeof(*tc->e), entry_cmp);
+    tc->cap = 16;
+    while (tc->cap < tc->n * 2)
+        tc->cap *= 2;
+    tc->slot = sm_xcalloc(tc->cap, sizeof(*tc->slot));
+    for (size_t k = 0; k < tc->n; k++) {
+        size_t h = (size_t)id_hash(&tc->e[k].id) & (tc->cap - 1);
+        while (tc->slot[h])
+            h = (h + 1) & (tc->cap - 1);
+        tc->slot[h] = k + 1;
+    }
+    tc->plain = sm_xcalloc(tc->n ? tc->n : 1, sizeof(*tc->plain));
+    pthread_mutex_init(&tc->mu, NULL);
+    return tc;
+}
+
+void tcache_free(tcache *tc)
+{
+    if (!tc)
+        return;
+    for (size_t k = 0; k < tc->n; k++)
+        sm_buf_release(&tc->plain[k]);
+    free(tc->plain);
+    free(tc->slot);
+    free(tc->e);
+    pthread_mutex_destroy(&tc->mu);
+    free(tc);
+}
+
+const sm_buf *tcache_get(tcache *tc, const blob_id *id)
+{
+    size_t h = (size_t)id_hash(id) & (tc->cap - 1);
+    const sm_buf *got = NULL;
+
+    while (tc->slot[h] && !blob_id_eq(&tc->e[tc->slot[h] - 1].id, id))
+        h = (h + 1) & (tc->cap - 1);
+    if (!tc->slot[h])
+        return NULL;
+    pthread_mutex_lock(&tc->mu);
+    if (tc->plain[tc->slot[h] - 1].data)
+        got = &tc->plain[tc->slot[h] - 1];
+    pthread_mutex_unlock(&tc->mu);
+    return got;
+}
+
+/* Opens the tree blobs lying in range g (read into w->br.sealed) for the
+ * tree cache. A damaged one is left out: its plan reports it. */
+static void plan_harvest(fplan *p, pworker *w, const prange *g)
+{
+    tcache *tc = p->tc;
+    size_t lo = 0, hi = tc->n;
+
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (tc->e[mid].pack < g->pack || (tc->e[mid].pack == g->pack && tc->e[mid].off < g->start))
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    for (size_t k = lo;
+         k < tc->n && tc->e[k].pack == g->pack && (uint64_t)tc->e[k].off + tc->e[k].len <= g->end;
+         k++) {
+        sm_buf plain = SM_BUF_INIT;
+        sm_err e = SM_ERR_INIT;
+        int have;
+        pthread_mutex_lock(&tc->mu);
+        have = tc->plain[k].data != NULL;
+        pthread_mutex_unlock(&tc->mu);
+        if (!have && plan_open(&w->br, &tc->e[k], w->br.sealed.data + (tc->e[k].off - g->start),
+                               tc->e[k].len, &plain, &e) == 0) {
+            pthread_mutex_lock(&tc->mu);
+            if (!tc->plain[k].data) {
+                tc->plain[k] = plain;
+                plain = (sm_buf)SM_BUF_INIT;
+            }
+            pthread_mutex_unlock(&tc->mu);
+        }
+        sm_buf_release(&plain);
+    }
+}
+
 static void *plan_main(void *arg)
 {
     pworker *w = arg;
@@ -352,27 +472,30 @@ static void *plan_main(void *arg)
     pthread_mutex_lock(&p->mu);
     for (;;) {
         prange *g;
+        size_t ri;
         char key[96];
         sm_err e = SM_ERR_INIT;
         int rc;
 
         if (p->stop || p->next_rg >= p->nrg)
             break;
-        g = &p->rg[p->next_rg++];
+        ri = p->next_rg++;
+        g = &p->rg[ri];
         p->reads++;
         pack_key(key, sizeof(key), index_pack_at(p->r->idx, g->pack)->id);
         pthread_mutex_unlock(&p->mu);
 
-        rc = store_get(p->r->st, key, g->start, g->end - g->start, &w->br.sealed, &e);
+        rc = store_get_planned(p->r->st, key, g->start, g->end - g->start, &w->br.sealed, &e);
         for (size_t k = g->o0; k < g->o1; k++) {
             pblob *b = &p->b[p->order[k]];
             sm_err be = SM_ERR_INIT;
             /* plaintext waits for the caller to use what it holds, unless
-             * the caller waits itself (then memory-short blobs are dropped) */
+             * the caller waits for this range, or for one nobody reads yet
+             * (readers must finish theirs to start it) */
             int stop;
             pthread_mutex_lock(&p->mu);
             while (!p->stop && p->held > 0 && p->held + b->e.raw_len > FETCH_PLAIN_BUDGET &&
-                   !p->waiting)
+                   !(p->waiting && (p->want_rg == ri || p->want_rg >= p->next_rg)))
                 pthread_cond_wait(&p->work_cv, &p->mu);
             stop = p->stop;
             if (!stop)
@@ -398,12 +521,14 @@ static void *plan_main(void *arg)
                 plan_buf_give(p, &b->data);
                 b->state = PB_DROPPED;
             } else {
-                p->held += b->data.len;
+                p->held += b->data.cap; /* the memory, not the length */
                 b->state = PB_READY;
             }
             pthread_cond_broadcast(&p->done_cv);
             pthread_mutex_unlock(&p->mu);
         }
+        if (rc == 0 && p->tc)
+            plan_harvest(p, w, g);
         pthread_mutex_lock(&p->mu);
     }
     pthread_mutex_unlock(&p->mu);
@@ -429,22 +554,18 @@ static int prange_cmp(const void *a, const void *b)
     return x->first < y->first ? -1 : x->first > y->first;
 }
 
-static uint64_t id_hash(const blob_id *id)
-{
-    uint64_t h;
-    memcpy(&h, id->b, sizeof(h)); /* an HMAC: already uniform */
-    return h;
-}
-
-int fplan_new(fplan **out, repo *r, const blob_id *ids, size_t n, int threads, sm_err *err)
+int fplan_new(fplan **out, repo *r, const blob_id *ids, size_t n, int threads, tcache *tc,
+              sm_err *err)
 {
     fplan *p = sm_xcalloc(1, sizeof(*p));
     size_t hcap = 16, nfound = 0, bcap = 0, *slot, *last;
     pkey *keys = NULL;
     uint64_t range_max = store_costly_requests(r->st) ? FETCH_RANGE_MAX : FETCH_RANGE_MAX_LOCAL;
+    uint64_t gap_max = FETCH_GAP_MAX, range_bytes = 0;
     int nthreads;
 
     p->r = r;
+    p->tc = tc;
     p->npos = n;
     p->last = SIZE_MAX;
     pthread_mutex_init(&p->mu, NULL);
@@ -484,6 +605,8 @@ int fplan_new(fplan **out, repo *r, const blob_id *ids, size_t n, int threads, s
     free(last);
 
     /* where they live: by pack, then offset */
+    if (tc && store_costly_requests(r->st))
+        gap_max = FETCH_TREE_GAP_MAX; /* listings are small and far apart */
     keys = sm_xcalloc(p->nb ? p->nb : 1, sizeof(*keys));
     for (size_t k = 0; k < p->nb; k++) {
         pblob *b = &p->b[k];
@@ -512,8 +635,7 @@ int fplan_new(fplan **out, repo *r, const blob_id *ids, size_t n, int threads, s
         uint64_t off = b->e.off, end = off + b->e.len;
         prange *g = p->nrg ? &p->rg[p->nrg - 1] : NULL;
         p->order[k] = keys[k].blob;
-        if (!g || g->pack != b->e.pack || off > g->end + FETCH_GAP_MAX ||
-            end - g->start > range_max) {
+        if (!g || g->pack != b->e.pack || off > g->end + gap_max || end - g->start > range_max) {
             g = &p->rg[p->nrg++];
             g->pack = b->e.pack;
             g->start = off;
@@ -533,7 +655,10 @@ int fplan_new(fplan **out, repo *r, const blob_id *ids, size_t n, int threads, s
     for (size_t g = 0; g < p->nrg; g++)
         for (size_t k = p->rg[g].o0; k < p->rg[g].o1; k++)
             p->b[p->order[k]].range = (uint32_t)g;
-    sm_log(SM_LOG_DEBUG, "restore plan: %zu chunks (%zu distinct) in %zu ranges", n, p->nb, p->nrg);
+    for (size_t g = 0; g < p->nrg; g++)
+        range_bytes += p->rg[g].end - p->rg[g].start;
+    sm_log(SM_LOG_DEBUG, "restore plan: %zu chunks (%zu distinct) in %zu ranges of %llu bytes", n,
+           p->nb, p->nrg, (unsigned long long)range_bytes);
 
     nthreads = repo_threads(threads);
     if (nthreads > FETCH_MAX_READERS)
@@ -569,7 +694,7 @@ static void plan_release_last(fplan *p)
     b->uses--;
     b->next = p->nxt[p->cur - 1];
     if (b->state == PB_READY && (b->uses == 0 || plan_should_drop(p, b))) {
-        p->held -= b->data.len;
+        p->held -= b->data.cap;
         plan_buf_give(p, &b->data);
         b->state = b->uses ? PB_DROPPED : PB_DONE;
         pthread_cond_broadcast(&p->work_cv);
@@ -589,6 +714,7 @@ int fplan_next(fplan *p, const sm_buf **out, sm_err *err)
     pthread_mutex_lock(&p->mu);
     while (b->state == PB_WAIT) {
         p->waiting = 1;
+        p->want_rg = b->range;
         pthread_cond_broadcast(&p->work_cv);
         pthread_cond_wait(&p->done_cv, &p->mu);
     }
@@ -609,6 +735,12 @@ int fplan_next(fplan *p, const sm_buf **out, sm_err *err)
     pthread_mutex_lock(&p->mu);
     p->reads++;
     pthread_mutex_unlock(&p->mu);
+    {
+        char hex[65];
+        blob_id_hex(&b->e.id, hex);
+        sm_log(SM_LOG_DEBUG, "restore plan: chunk %.12s (position %zu) read again on its own", hex,
+               p->cur - 1);
+    }
     if (blob_read(&p->br, &b->e.id, &p->tmp, err) < 0)
         return -1;
     *out = &p->tmp;

@@ -51,7 +51,9 @@ int fetch_node(fetcher *f, const tree_node *n, const char *what, repo_data_fn fn
  * fplan_new looks every blob of the sequence up in the index, groups the
  * distinct ones by pack, sorts them by offset and merges neighbours into
  * ranges: a range is split only where the gap between two needed blobs
- * exceeds FETCH_GAP_MAX (reading the gap costs less than another request) or
+ * exceeds FETCH_GAP_MAX (reading the gap costs less than another request;
+ * FETCH_TREE_GAP_MAX for the directory listings of a tree level from a store
+ * with costly requests: the gaps hold the next levels' listings) or
  * where it would grow past FETCH_RANGE_MAX (a pack of the default 32 MiB, which
  * holds at most 32 MiB plus one chunk, is one range) or, in a store whose
  * requests cost nothing of their own (a directory, store_costly_requests()),
@@ -70,6 +72,7 @@ int fetch_node(fetcher *f, const tree_node *n, const char *what, repo_data_fn fn
  * and an unfetched range is needed before that next use, it is dropped and
  * read again on its own then (one more request, never more memory). */
 #define FETCH_GAP_MAX (1u << 20)
+#define FETCH_TREE_GAP_MAX (8u << 20) /* plans given a tree cache, with costly requests */
 #define FETCH_RANGE_MAX (36u << 20)
 #define FETCH_RANGE_MAX_LOCAL (4u << 20) /* stores without costly requests (directories) */
 #define FETCH_PLAIN_BUDGET (32u << 20)
@@ -78,11 +81,27 @@ int fetch_node(fetcher *f, const tree_node *n, const char *what, repo_data_fn fn
 
 typedef struct fplan fplan;
 
+/* Directory listings met on the way. The readers of a plan given a tree
+ * cache also open (and check) every tree blob lying inside the ranges they
+ * read, so that the next levels of a tree restore find most listings
+ * without reading again: listings sit between file data in packs, so the
+ * ranges of one level cover most of the next levels' listings. Holds every
+ * tree blob of the index by location (~60 bytes each) and the plaintext of
+ * those opened. Thread-safe. */
+typedef struct tcache tcache;
+tcache *tcache_new(repo *r);
+void tcache_free(tcache *tc);
+/* The plaintext of a tree blob opened on the way, or NULL (not met, or damaged:
+ * read it through a plan, which reports the damage). Valid until tcache_free. */
+const sm_buf *tcache_get(tcache *tc, const blob_id *id);
+
 /* Plans reading ids[0..n) in that order (ids may repeat; the array may be
- * freed after the call). threads as repo_threads(). The index must be
+ * freed after the call). threads as repo_threads(); tc (may be NULL)
+ * collects the tree blobs met on the way. The index must be
  * loaded. A blob missing from the index fails when its turn comes, not here.
  * 0, or -1 with err set (a reader thread could not start). */
-int fplan_new(fplan **out, repo *r, const blob_id *ids, size_t n, int threads, sm_err *err);
+int fplan_new(fplan **out, repo *r, const blob_id *ids, size_t n, int threads, tcache *tc,
+              sm_err *err);
 /* The plaintext of the next blob of the sequence, checked; *out stays valid
  * until the next call or fplan_free. -1 with err naming the chunk and its
  * pack (missing, truncated, failed its MAC check, ...). */

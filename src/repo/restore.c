@@ -307,13 +307,17 @@ static void lvl_add_dirs(lvl_item **v, size_t *n, size_t *cap, rdir *d, const ch
 }
 
 /* Loads the listings under root, one level of the tree per restore plan
- * (the listings of a level are read together, by pack). */
+ * (the listings of a level are read together, by pack). Listings met on the
+ * way (tcache) are not read again. */
 static int load_trees(rctx *c, rdir *root, sm_err *err)
 {
     lvl_item *cur = NULL, *nextv = NULL;
     size_t ncur = 0, ccur = 0, nnext = 0, cnext = 0;
     blob_id *ids = NULL;
-    size_t idcap = 0;
+    size_t idcap = 0, nids;
+    const sm_buf **have = NULL;
+    size_t havecap = 0;
+    tcache *tc = tcache_new(c->r);
     fplan *p = NULL;
     int rc = -1;
 
@@ -322,18 +326,25 @@ static int load_trees(rctx *c, rdir *root, sm_err *err)
         if (rcancel(c, err) < 0)
             goto out;
         SM_GROW(ids, idcap, ncur);
-        for (size_t i = 0; i < ncur; i++)
-            ids[i] = cur[i].parent->t.nodes[cur[i].node].subtree;
-        if (fplan_new(&p, c->r, ids, ncur, c->o ? c->o->threads : 0, err) < 0)
+        SM_GROW(have, havecap, ncur);
+        nids = 0;
+        for (size_t i = 0; i < ncur; i++) {
+            const blob_id *id = &cur[i].parent->t.nodes[cur[i].node].subtree;
+            have[i] = tcache_get(tc, id);
+            if (!have[i])
+                ids[nids++] = *id;
+        }
+        if (fplan_new(&p, c->r, ids, nids, c->o ? c->o->threads : 0, tc, err) < 0)
             goto out;
         for (size_t i = 0; i < ncur; i++) {
-            const sm_buf *b;
+            const sm_buf *b = have[i];
             char hex[65], what[16];
             rdir *d = rdir_new();
             cur[i].parent->sub[cur[i].node] = d;
-            blob_id_hex(&ids[i], hex);
+            blob_id_hex(&cur[i].parent->t.nodes[cur[i].node].subtree, hex);
             snprintf(what, sizeof(what), "%.12s", hex);
-            if (fplan_next(p, &b, err) < 0 || tree_decode(&d->t, b->data, b->len, what, err) < 0) {
+            if ((!b && fplan_next(p, &b, err) < 0) ||
+                tree_decode(&d->t, b->data, b->len, what, err) < 0) {
                 sm_err_prefix(err, "cannot restore directory '%s'", cur[i].rel);
                 goto out;
             }
@@ -354,6 +365,7 @@ static int load_trees(rctx *c, rdir *root, sm_err *err)
     rc = 0;
 out:
     fplan_free(p);
+    tcache_free(tc);
     for (size_t i = 0; i < ncur; i++)
         free(cur[i].rel);
     for (size_t i = 0; i < nnext; i++)
@@ -361,6 +373,7 @@ out:
     free(cur);
     free(nextv);
     free(ids);
+    free(have);
     return rc;
 }
 
@@ -571,7 +584,7 @@ static int read_node(rctx *c, const tree_node *n, const char *what, repo_data_fn
     uint64_t size = 0;
     int rc = -1;
 
-    if (fplan_new(&c->plan, c->r, n->content, n->ncontent, c->o ? c->o->threads : 0, err) < 0)
+    if (fplan_new(&c->plan, c->r, n->content, n->ncontent, c->o ? c->o->threads : 0, NULL, err) < 0)
         goto out;
     for (size_t k = 0; k < n->ncontent; k++) {
         const sm_buf *b;
@@ -780,7 +793,7 @@ int repo_restore_tree(repo *r, const snapshot *s, const char *name, const char *
     if (load_trees(&c, top, err) < 0)
         goto out;
     plan_dir(&c, top, &q);
-    if (fplan_new(&c.plan, r, q.v, q.n, o ? o->threads : 0, err) < 0)
+    if (fplan_new(&c.plan, r, q.v, q.n, o ? o->threads : 0, NULL, err) < 0)
         goto out;
     free(q.v);
     q.v = NULL;

@@ -1353,8 +1353,8 @@ static int rcache_get(s3_store *s, const char *obj, uint64_t off, uint64_t len, 
     return served; /* on a failure the caller's own read names the error */
 }
 
-static int s3_get(store *st, const char *key, uint64_t off, uint64_t len, sm_buf *out,
-                  sm_err *err)
+static int s3_get_with(store *st, const char *key, uint64_t off, uint64_t len, sm_buf *out,
+                       int readahead, sm_err *err)
 {
     s3_store *s = st->impl;
     char *obj = object_name(s, key);
@@ -1366,7 +1366,7 @@ static int s3_get(store *st, const char *key, uint64_t off, uint64_t len, sm_buf
         sm_err_set(err, SM_E_LIMIT, "object '%s' is too large to read at once", key);
         goto out;
     }
-    if (s->rc && len && len <= s->cfg->readahead / 2 && !strncmp(key, "data/", 5) &&
+    if (readahead && s->rc && len && len <= s->cfg->readahead / 2 && !strncmp(key, "data/", 5) &&
         rcache_get(s, obj, off, len, out) == 0) {
         rc = 0;
         goto out;
@@ -1406,6 +1406,20 @@ static int s3_get(store *st, const char *key, uint64_t off, uint64_t len, sm_buf
 out:
     free(obj);
     return rc;
+}
+
+static int s3_get(store *st, const char *key, uint64_t off, uint64_t len, sm_buf *out,
+                  sm_err *err)
+{
+    return s3_get_with(st, key, off, len, out, 1, err);
+}
+
+/* A read planned by the caller (a restore plan): exactly the range asked
+ * for, no read-ahead window and nothing kept. */
+static int s3_get_planned(store *st, const char *key, uint64_t off, uint64_t len, sm_buf *out,
+                          sm_err *err)
+{
+    return s3_get_with(st, key, off, len, out, 0, err);
 }
 
 static int s3_stat(store *st, const char *key, uint64_t *size, sm_err *err)
@@ -1648,6 +1662,7 @@ static void s3_free(store *st)
 static const store_ops s3_ops = {
     .put = s3_put,
     .get = s3_get,
+    .get_planned = s3_get_planned,
     .stat = s3_stat,
     .list = s3_list,
     .del = s3_del,

@@ -79,6 +79,16 @@ int store_get(store *st, const char *key, uint64_t off, uint64_t len, sm_buf *ou
     return st->ops->get(st, key, off, len, out, err);
 }
 
+int store_get_planned(store *st, const char *key, uint64_t off, uint64_t len, sm_buf *out,
+                      sm_err *err)
+{
+    if (store_key_check(key, err) < 0)
+        return -1;
+    if (!st->ops->get_planned)
+        return st->ops->get(st, key, off, len, out, err);
+    return st->ops->get_planned(st, key, off, len, out, err);
+}
+
 int store_stat(store *st, const char *key, uint64_t *size, sm_err *err)
 {
     if (store_key_check(key, err) < 0)

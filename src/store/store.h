@@ -52,6 +52,12 @@ int store_flush(store *st, sm_err *err);
  * fails with SM_E_CORRUPT. */
 int store_get(store *st, const char *key, uint64_t off, uint64_t len, sm_buf *out, sm_err *err);
 
+/* Like store_get, for a caller that plans its reads itself (a restore plan
+ * reading whole ranges of packs): the driver reads exactly the range, with
+ * no read-ahead of its own and nothing kept. */
+int store_get_planned(store *st, const char *key, uint64_t off, uint64_t len, sm_buf *out,
+                      sm_err *err);
+
 /* Returns 0 and the size when present, 1 when absent, -1 on error. */
 int store_stat(store *st, const char *key, uint64_t *size, sm_err *err);
 

@@ -10,6 +10,9 @@ typedef struct store_ops {
     int (*put_deferred)(store *st, const char *key, const void *data, size_t len, sm_err *err);
     int (*flush)(store *st, sm_err *err);
     int (*get)(store *st, const char *key, uint64_t off, uint64_t len, sm_buf *out, sm_err *err);
+    /* optional: without it store_get_planned is store_get */
+    int (*get_planned)(store *st, const char *key, uint64_t off, uint64_t len, sm_buf *out,
+                       sm_err *err);
     int (*stat)(store *st, const char *key, uint64_t *size, sm_err *err);
     int (*list)(store *st, const char *prefix, store_list_cb cb, void *ud, sm_err *err);
     int (*del)(store *st, const char *key, sm_err *err);
