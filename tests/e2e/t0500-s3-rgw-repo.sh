@@ -58,7 +58,7 @@ proxy "$RGW" plan --rate 0
 PL="s3://sm-test/plan?endpoint=$PX"
 mkdir -p "$T/plan/a/b"
 head -c 90000000 /dev/urandom >"$T/plan/a/big.bin"
-head -c 20000000 "$T/plan/a/big.bin" >"$T/plan/a/b/copy.bin"
+head -c 8000000 "$T/plan/a/big.bin" >"$T/plan/a/b/copy.bin"
 head -c 6000000 /dev/zero >"$T/plan/a/b/zeros.bin"
 for i in $(seq 30); do echo "small $i" >"$T/plan/a/b/s$i.txt"; done
 head -c 50000000 /dev/urandom >"$T/plan-stream.bin"
