@@ -28,7 +28,9 @@
  *   timeout=SECONDS         a transfer stalled this long is retried (default 60)
  *   readahead=SIZE          sequential reads of a pack fetch windows this big
  *                           (default 8M; 0: off) ...
- *   cache=SIZE              ... kept in at most this much memory (default 64M)
+ *   cache=SIZE              ... kept in at most this much memory (default 64M);
+ *                           restores plan their reads (store_get_planned) and
+ *                           skip both
  *
  * Credentials are never part of a location: they come from credentials=FILE,
  * else AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY (/ AWS_SESSION_TOKEN), else
