@@ -419,10 +419,50 @@ static int backup_export(int argc, char **argv)
     return rc;
 }
 
+static int backup_sync(int argc, char **argv)
+{
+    bargs a;
+    cli_env e;
+    sm_err err = SM_ERR_INIT;
+    json_t *report = NULL;
+    int rc;
+
+    if (parse(argc, argv, &a) != 0)
+        return 2;
+    if (a.npos != 1)
+        return cli_usage("usage: supamanager backup sync PROJECT [--json]");
+    if (cli_env_open(&e, 1, a.json, &err) < 0) {
+        cli_env_close(&e);
+        return cli_fail(&err);
+    }
+    rc = ops_backup_sync(&e.o, a.pos[0], &report, &err);
+    if (rc == 0 && a.json) {
+        cli_print_json(report);
+    } else if (rc == 0) {
+        size_t i;
+        json_t *sk;
+        json_array_foreach(json_object_get(report, "skipped"), i, sk)
+        fprintf(stderr, "skipped %s: %s\n", json_string_value(json_object_get(sk, "id")),
+                json_string_value(json_object_get(sk, "reason")));
+        fprintf(stderr,
+                "project '%s': %lld backups in the repository; %zu added to the catalog, %zu "
+                "marked completed\n",
+                a.pos[0], (long long)json_integer_value(json_object_get(report, "found")),
+                json_array_size(json_object_get(report, "added")),
+                json_array_size(json_object_get(report, "repaired")));
+    }
+    json_decref(report);
+    rc = finish(&e, rc, &err);
+    cli_env_close(&e);
+    return rc;
+}
+
 int cmd_backup(int argc, char **argv)
 {
     if (argc < 2)
-        return cli_usage("`backup` needs create, list, show, delete, verify or export");
+        return cli_usage("`backup` needs create, list, show, delete, verify, export or sync");
+    if (!strcmp(argv[1], "sync"))
+        return backup_sync(argc - 1, argv + 1);
     if (!strcmp(argv[1], "create"))
         return backup_create(argc - 1, argv + 1);
     if (!strcmp(argv[1], "list"))

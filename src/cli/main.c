@@ -20,7 +20,7 @@ static void help(void)
     fputs("usage: supamanager <command> [options]\n"
           "\n"
           "  project  add | list | show | edit | remove    the Supabase projects backed up\n"
-          "  backup   create | list | show | delete | verify | export\n"
+          "  backup   create | list | show | delete | verify | export | sync\n"
           "  restore  PROJECT BACKUP [--parts database,storage,config] [--to-project P] [--yes]\n"
           "           restore --undo PROJECT: put back the state before the last restore\n"
           "           restore PROJECT --target-time T | --target-lsn L | --latest: point in time\n"

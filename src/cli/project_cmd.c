@@ -201,6 +201,27 @@ static int project_add(int argc, char **argv)
     if (ops_project_add(&o, p, !f.no_check, &err) < 0)
         goto fail;
     fprintf(stderr, "project '%s' registered\n", p->id);
+    /* its store may hold the backups of an earlier installation (a new
+     * server after a loss): list them at once */
+    {
+        char *secret = cli_secret(NULL, "ENCRYPTION_SECRET", &err);
+        json_t *rep = NULL;
+        int ad;
+        o.secret = secret;
+        ad = secret ? ops_project_adopt(&o, p->id, &rep, &err) : 1;
+        if (ad == 0 && json_integer_value(json_object_get(rep, "found")))
+            fprintf(stderr, "its repository already holds %lld backups: %zu added to the catalog\n",
+                    (long long)json_integer_value(json_object_get(rep, "found")),
+                    json_array_size(json_object_get(rep, "added")));
+        else if (ad < 0)
+            fprintf(stderr, "warning: cannot read the backups already in its repository: %s "
+                            "(run `supamanager backup sync %s` once this is fixed)\n",
+                    err.msg, p->id);
+        o.secret = NULL;
+        free(secret);
+        json_decref(rep);
+        sm_err_clear(&err);
+    }
     rc = 0;
     goto out;
 fail:

@@ -1324,6 +1324,155 @@ out:
     return rc;
 }
 
+/* ---- the catalog from the repository ---- */
+
+typedef struct sync_arg {
+    const project *p;
+    json_t *report;
+} sync_arg;
+
+/* A catalog record for a committed snapshot of a project backup, from its
+ * manifest (meta is what backup_run wrote). NULL when s is no such backup. */
+static backup_rec *record_of(ops_ctx *o, const char *project_id, const snapshot *s)
+{
+    json_t *doc = snapshot_json(s), *meta = json_object_get(doc, "meta"), *v;
+    json_t *totals = json_object_get(doc, "totals");
+    const char *id = json_string_value(json_object_get(meta, "backup_id"));
+    const char *type = json_string_value(json_object_get(meta, "type"));
+    const char *kind = json_string_value(json_object_get(meta, "kind"));
+    const char *created = json_string_value(json_object_get(meta, "created_at"));
+    const char *parent = json_string_value(json_object_get(meta, "parent"));
+    const char *k;
+    backup_rec *b;
+
+    if (!id || !type || !created || strlen(created) >= sizeof(b->created_at))
+        return NULL;
+    b = backup_rec_new();
+    b->id = sm_xstrdup(id);
+    b->project_id = sm_xstrdup(project_id);
+    b->type = sm_xstrdup(type);
+    b->status = sm_xstrdup("COMPLETED");
+    b->kind = sm_xstrdup(kind ? kind : "manual");
+    b->snapshot_id = sm_xstrdup(snapshot_id(s));
+    b->parent_id = parent ? sm_xstrdup(parent) : NULL;
+    snprintf(b->created_at, sizeof(b->created_at), "%s", created);
+    sm_time_iso(b->finished_at, sizeof(b->finished_at), snapshot_time(s));
+    if (!strcmp(b->kind, "safety")) /* kept safety_days from its making, as it was */
+        sm_time_iso(b->expires_at, sizeof(b->expires_at),
+                    snapshot_time(s) + (time_t)o->safety_days * 86400);
+    json_object_foreach(json_object_get(meta, "parts"), k, v) b->size +=
+        (uint64_t)json_integer_value(json_object_get(v, "size"));
+    b->stored = (uint64_t)json_integer_value(json_object_get(totals, "stored"));
+    b->duration_s = json_number_value(json_object_get(totals, "duration_s"));
+    json_decref(b->meta);
+    b->meta = json_incref(meta);
+    return b;
+}
+
+static int sync_fn(ops_ctx *o, void *arg, sm_err *err)
+{
+    sync_arg *a = arg;
+    store *st = NULL;
+    repo *r = NULL;
+    snapshot **v = NULL;
+    size_t n = 0;
+    json_t *added = json_array(), *repaired = json_array(), *skipped = json_array();
+    unsigned found = 0;
+    int rc = -1;
+
+    if (open_project_repo(o, a->p, 0, &st, &r, err) < 0 || repo_lock(r, 0, "sync", err) < 0 ||
+        repo_snapshots(r, &v, &n, err) < 0)
+        goto out;
+    for (size_t i = 0; i < n; i++) {
+        backup_rec *b = record_of(o, a->p->id, v[i]), *have = NULL;
+        sm_err e = SM_ERR_INIT;
+        if (!b)
+            continue; /* WAL and base backups of PITR, or snapshots of `repo backup` */
+        found++;
+        if (catalog_backup_get(o->cat, b->id, &have, &e) == 0) {
+            if (strcmp(have->project_id, a->p->id)) {
+                json_array_append_new(skipped,
+                                      json_pack("{s:s,s:s}", "id", b->id, "reason",
+                                                "the id belongs to a backup of another project"));
+            } else if (strcmp(have->status, "COMPLETED") || !have->snapshot_id ||
+                       strcmp(have->snapshot_id, b->snapshot_id)) {
+                /* committed in the repository, but the process died before it
+                 * could say so in the catalog: the manifest is the truth */
+                snprintf(b->host, sizeof(b->host), "%s", have->host);
+                b->pid = have->pid;
+                if (catalog_backup_update(o->cat, b, err) < 0) {
+                    backup_rec_free(have);
+                    backup_rec_free(b);
+                    goto out;
+                }
+                json_array_append_new(repaired, json_string(b->id));
+            }
+        } else if (e.code == SM_E_NOTFOUND) {
+            snprintf(b->host, sizeof(b->host), "%s", sm_hostname());
+            if (catalog_backup_insert(o->cat, b, err) < 0) {
+                backup_rec_free(b);
+                goto out;
+            }
+            json_array_append_new(added, json_string(b->id));
+        } else {
+            sm_err_copy(err, &e);
+            backup_rec_free(b);
+            goto out;
+        }
+        backup_rec_free(have);
+        backup_rec_free(b);
+    }
+    a->report = json_pack("{s:s,s:I,s:O,s:O,s:O}", "project_id", a->p->id, "found",
+                          (json_int_t)found, "added", added, "repaired", repaired, "skipped",
+                          skipped);
+    rc = 0;
+out:
+    repo_snapshots_free(v, n);
+    close_repo(st, r);
+    json_decref(added);
+    json_decref(repaired);
+    json_decref(skipped);
+    return rc;
+}
+
+int ops_project_adopt(ops_ctx *o, const char *project_id, json_t **report, sm_err *err)
+{
+    project *p = NULL;
+    store *st = NULL;
+    char *loc;
+    uint64_t size;
+    int present;
+
+    if (catalog_project_get(o->cat, project_id, &p, err) < 0)
+        return -1;
+    loc = project_repo_location(o->cat, p);
+    project_free(p);
+    present = store_open(&st, loc, err) < 0 ? -1 : store_stat(st, "config", &size, err);
+    store_free(st);
+    free(loc);
+    if (present != 0)
+        return present; /* 1: no repository there yet */
+    return ops_backup_sync(o, project_id, report, err);
+}
+
+int ops_backup_sync(ops_ctx *o, const char *project_id, json_t **report, sm_err *err)
+{
+    sync_arg a = {NULL, NULL};
+    project *p = NULL;
+    int rc;
+
+    if (catalog_project_get(o->cat, project_id, &p, err) < 0)
+        return -1;
+    a.p = p;
+    rc = with_claim(o, p->id, "sync", err, sync_fn, &a);
+    if (rc == 0 && report)
+        *report = a.report;
+    else
+        json_decref(a.report);
+    project_free(p);
+    return rc;
+}
+
 /* ---- restore ---- */
 
 /* Restores a file stream of s to path (created). */

@@ -74,6 +74,15 @@ int ops_project_add(ops_ctx *o, const project *p, int check_db, sm_err *err);
  * followed), S3 locations by bucket and prefix whatever the endpoint; one
  * inside the other conflicts too. */
 int ops_store_conflict(ops_ctx *o, const project *p, sm_err *err);
+/* Brings the catalog in line with the project's repository: every committed
+ * project backup found there (its manifest names it) that the catalog lacks
+ * is added (a new server after the old one was lost, the same store), and
+ * one the catalog still shows as unfinished is marked COMPLETED. *report:
+ * {project_id, found, added: [ids], repaired: [ids], skipped: [{id, reason}]}. */
+int ops_backup_sync(ops_ctx *o, const char *project_id, json_t **report, sm_err *err);
+/* ops_backup_sync for a project just registered, when its store already
+ * holds a repository: 0 (with *report), 1 when there is none, -1. */
+int ops_project_adopt(ops_ctx *o, const char *project_id, json_t **report, sm_err *err);
 /* Removes a project from the catalog; its repository stays unless purge. */
 int ops_project_remove(ops_ctx *o, const char *id, int purge, sm_err *err);
 

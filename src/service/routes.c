@@ -612,6 +612,19 @@ static int h_projects_create(http_req *rq, void *ud)
         return http_error_from(rq, &err);
     }
     {
+        /* a store that holds an earlier installation's repository: its
+         * backups are listed at once */
+        json_t *rep = NULL;
+        if (ops_project_adopt(&o, p->id, &rep, &err) < 0)
+            sm_log(SM_LOG_WARN, "%s: cannot read the backups already in its store: %s", p->id,
+                   err.msg);
+        else if (rep)
+            sm_log(SM_LOG_INFO, "%s: %zu backups found in its store were added", p->id,
+                   json_array_size(json_object_get(rep, "added")));
+        json_decref(rep);
+        sm_err_clear(&err);
+    }
+    {
         project *saved = NULL;
         json_t *j = NULL;
         if (catalog_project_get(c, p->id, &saved, &err) == 0)

@@ -188,6 +188,45 @@ print("ok - POST store/check with the service's secret key wrong: HTTP 403 Signa
 PY
 stop_service "$DAEMON" "$T/serve.log"
 
+# the server is lost, the bucket is not: on a new server (an empty home), the
+# project registered on the same S3 location lists its backups at once, and
+# one restores; a backup the catalog lost track of is repaired by backup sync
+id3=$(sm backup create abc123 --type full 2>"$T/err") || fail "backup before the loss: $(cat "$T/err")"
+fingerprint_project "$PORT" proj "$T/p" "$T/fp3"
+nb=$(sm backup list abc123 --json | python3 -c 'import json,sys; print(len([b for b in json.load(sys.stdin)["backups"] if b["status"] == "COMPLETED"]))')
+loc=$(sm project show abc123 --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["store"])')
+NEW=$T/home-new
+SUPAMANAGER_HOME=$NEW sm project add abc123 --name "My App" --db-url "$URL" --storage-dir "$T/p/storage" \
+  --config-dir "$T/p/config" --pgsodium-key "$T/p/pgsodium_root.key" --store "$loc" 2>"$T/adopt.err" ||
+  fail "project add on the new server: $(cat "$T/adopt.err")"
+grep -qx "its repository already holds $nb backups: $nb added to the catalog" "$T/adopt.err" ||
+  fail "project add on the new server said: $(cat "$T/adopt.err")"
+SUPAMANAGER_HOME=$NEW sm backup show "$id3" --json | python3 -c '
+import json, sys
+b = json.load(sys.stdin)
+assert b["status"] == "COMPLETED" and b["type"] == "FULL" and b["size"] > 0 and b["snapshot_id"], b
+assert set(b["meta"]["parts"]) >= {"database", "storage", "config"} and b["meta"]["project"]["id"] == "abc123", b' ||
+  fail "the adopted backup: $(SUPAMANAGER_HOME=$NEW sm backup show "$id3" --json)"
+pg_psql "$PORT" proj -c "DROP TABLE public.comments CASCADE" >/dev/null || fail "damage db"
+SUPAMANAGER_HOME=$NEW sm restore abc123 "$id3" --yes --no-safety-backup 2>"$T/rerr" || fail "restore on the new server: $(cat "$T/rerr")"
+fingerprint_project "$PORT" proj "$T/p" "$T/fp4"
+same_fingerprints "$T/fp3" "$T/fp4" "after a restore on a new server"
+python3 -c '
+import sqlite3, sys
+c = sqlite3.connect(sys.argv[1])
+c.execute("UPDATE backups SET status = ?, snapshot_id = NULL WHERE id = ?", ("INTERRUPTED", sys.argv[2]))
+c.execute("DELETE FROM backups WHERE id != ?", (sys.argv[2],))
+c.commit()' "$NEW/catalog.db" "$id3" || fail "catalog edit"
+SUPAMANAGER_HOME=$NEW sm backup sync abc123 2>"$T/sync.err" || fail "backup sync: $(cat "$T/sync.err")"
+grep -qx "project 'abc123': $nb backups in the repository; $((nb - 1)) added to the catalog, 1 marked completed" "$T/sync.err" ||
+  fail "backup sync said: $(cat "$T/sync.err")"
+SUPAMANAGER_HOME=$NEW sm backup sync abc123 --json | python3 -c '
+import json, sys
+r = json.load(sys.stdin)
+assert r["added"] == [] and r["repaired"] == [] and r["found"] == int(sys.argv[1]), r' "$nb" || fail "a second sync changed something"
+SUPAMANAGER_HOME=$NEW sm backup verify "$id3" 2>/dev/null || fail "verify of the repaired backup"
+ok "after losing the server, a new one lists the $nb backups in the bucket, restores one exactly, and backup sync repairs the catalog"
+
 # removing the project with --purge deletes its repository's objects from the bucket, and only those
 [ "$(s3_count "$RGW" sm-proj projects/abc123/)" -gt 3 ] || fail "the repository is not in the bucket before the purge"
 others=$(s3_count "$RGW" sm-proj projects/def456/)
