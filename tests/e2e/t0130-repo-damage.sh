@@ -55,10 +55,16 @@ damage_case "a flipped byte" "failed its MAC check" 1 \
 damage_case "a truncated pack" "is truncated" 2 'truncate -s 1000 "$P"'
 damage_case "a deleted pack" "is missing" 3 'rm "$P"'
 
+# changes the byte at OFFSET of FILE (to another value, whatever it was)
+flip_byte() {
+  printf "\\x$(printf %02x $(( ($(od -An -tu1 -j "$2" -N1 "$1") + 1) % 256 )))" |
+    dd of="$1" bs=1 seek="$2" conv=notrunc 2>/dev/null
+}
+
 # a flipped byte at the end of a pack (its header) is found by verify --all
 P="$R/${packs[0]}"; cp "$P" "$T/pack.bak"
 sz=$(stat -c %s "$P")
-printf '\x00\x00' | dd of="$P" bs=1 seek=$((sz - 10)) conv=notrunc 2>/dev/null
+flip_byte "$P" $((sz - 10))
 smr verify --all >"$T/va.out" 2>&1 && fail "verify --all missed a damaged pack header"
 grep -q "content does not match its name" "$T/va.out" || fail "pack hash check: $(cat "$T/va.out")"
 cp "$T/pack.bak" "$P"
@@ -66,11 +72,11 @@ ok "verify --all checks whole packs"
 
 # a damaged manifest or index file
 S="$R/snapshots/$id1"; cp "$S" "$T/snap.bak"
-printf 'X' | dd of="$S" bs=1 seek=50 conv=notrunc 2>/dev/null
+flip_byte "$S" 50
 expect_fail 4 "file 'snapshots/$id1' is damaged" -- smr ls
 cp "$T/snap.bak" "$S"
 I="$R/index/$(ls "$R/index" | head -1)"; cp "$I" "$T/idx.bak"
-printf 'X' | dd of="$I" bs=1 seek=50 conv=notrunc 2>/dev/null
+flip_byte "$I" 50
 expect_fail 4 "is damaged: its content does not match its name" -- smr restore "$id1" --target "$T/o2"
 cp "$T/idx.bak" "$I"
 smr verify --all 2>/dev/null || fail "repository does not verify after repairs"

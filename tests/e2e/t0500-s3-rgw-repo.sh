@@ -73,13 +73,15 @@ for ra in "" "&readahead=0"; do
     $TREETOOL compare "$T/plan" "$T/outp$ra/tree" && cmp "$T/outp$ra/db" "$T/plan-stream.bin" || fail "plan restore$ra: $(cat "$T/err")"
   g=$(data_gets)
   # each pack once, plus the listings (root, a, a/b: one GET a level) and the pack both
-  # streams share, read by each stream's plan
-  [ "$g" -le $((np + 4)) ] || fail "restore$ra of $np packs took $g GETs of packs: $(grep -c . "$T/plan.log") requests"
+  # streams share, read by each stream's plan: np + 4 (9 here); the bound leaves room for a
+  # retried request or a kept chunk dropped under the memory budget, and still fails the
+  # read-ahead restore this replaced (38 GETs for 5 packs)
+  [ "$g" -le $((2 * np + 4)) ] || fail "restore$ra of $np packs took $g GETs of packs: $(grep -c . "$T/plan.log") requests"
 done
 : >"$T/plan.log"
 sm repo restore --repo "$PL" "$idp" --stream db --stdout 2>"$T/err" | cmp - "$T/plan-stream.bin" || fail "plan stdout: $(cat "$T/err")"
 gs=$(data_gets)
-[ "$gs" -le "$np" ] || fail "restoring one stream to stdout took $gs GETs of packs, the repository has $np packs"
+[ "$gs" -le $((np + 1)) ] || fail "restoring one stream to stdout took $gs GETs of packs, the repository has $np packs"
 ok "a restore of $np packs (32 MiB) takes $g GETs of packs, with or without read-ahead; one stream to stdout $gs"
 
 # credentials from a file named in the location, or the shared file with a profile; none in the env
