@@ -23,6 +23,9 @@ OUT=$BENCH_HOME/results/$(date -u +%Y-%m-%dT%H%M%SZ)-s3.md
 S3SH=$REPO_ROOT/tests/lib/s3.sh
 export ENCRYPTION_SECRET=bench-s3-secret RESTIC_PASSWORD=bench-s3-secret
 export AWS_ACCESS_KEY_ID=TESTKEY AWS_SECRET_ACCESS_KEY=TESTSECRET AWS_REGION=us-east-1
+# both tools keep their local caches (our sealed trees, restic's trees and index) in the
+# work directory, so each run starts cold and leaves nothing behind
+export SUPAMANAGER_CACHE=$W/sm-cache RESTIC_CACHE_DIR=$W/restic-cache
 RGW_PORT=${BENCH_RGW_PORT:-39480}
 RGW_MON=${BENCH_RGW_MON:-39481}
 

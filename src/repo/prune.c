@@ -425,6 +425,8 @@ int repo_prune(repo *r, const repo_prune_opts *o, repo_prune_result *res, sm_err
     }
     res->bytes_after = res->bytes_before > res->bytes_freed ? res->bytes_before - res->bytes_freed
                                                             : 0;
+    /* the local cache keeps only the trees the kept snapshots use */
+    repo_cache_trim(r, 1);
     rc = 0;
 out:
     if (c.br.r)

@@ -205,6 +205,7 @@ int repo_open(repo **out, store *st, const char *secret, sm_err *err)
         return -1;
     }
     r->cc = crypto_ctx_new(&r->keys);
+    repo_cache_init(r);
     *out = r;
     return 0;
 }
@@ -220,6 +221,7 @@ void repo_close(repo *r)
     free(r->key_name);
     pthread_mutex_destroy(&r->lock_mu);
     pthread_cond_destroy(&r->lock_cv);
+    free(r->cache_dir);
     free(r);
 }
 
@@ -484,14 +486,70 @@ void blob_reader_release(blob_reader *br)
     memset(br, 0, sizeof(*br));
 }
 
+/* Authenticates, decompresses and checks br->sealed as the blob e. */
+static int blob_open_sealed(blob_reader *br, const index_entry *e, const blob_id *id,
+                            const char *hex, const char *phex, sm_buf *out, sm_err *err)
+{
+    blob_id check;
+
+    sm_buf_reset(out);
+    if (e->flags & BLOB_FLAG_ZSTD) {
+        size_t z;
+        sm_buf_reset(&br->plain);
+        if (crypto_open(br->cc, br->sealed.data, br->sealed.len, &br->plain, NULL) < 0)
+            return sm_err_set(err, SM_E_CORRUPT, "chunk %.12s in pack %.12s " MSG_MAC_FAIL, hex,
+                              phex);
+        sm_buf_grow(out, e->raw_len, NULL);
+        z = ZSTD_decompressDCtx(br->dctx, out->data, (size_t)e->raw_len + 1, br->plain.data,
+                                br->plain.len);
+        if (ZSTD_isError(z) || z != e->raw_len)
+            return sm_err_set(err, SM_E_CORRUPT, "chunk %.12s in pack %.12s cannot be "
+                                                 "decompressed", hex, phex);
+        out->len = z;
+        out->data[z] = '\0';
+    } else {
+        if (crypto_open(br->cc, br->sealed.data, br->sealed.len, out, NULL) < 0)
+            return sm_err_set(err, SM_E_CORRUPT, "chunk %.12s in pack %.12s " MSG_MAC_FAIL, hex,
+                              phex);
+        if (out->len != e->raw_len)
+            return sm_err_set(err, SM_E_CORRUPT, "chunk %.12s in pack %.12s has a wrong length",
+                              hex, phex);
+    }
+    crypto_id(br->cc, out->data, out->len, &check);
+    if (!blob_id_eq(&check, id))
+        return sm_err_set(err, SM_E_CORRUPT, "chunk %.12s in pack %.12s does not match its id",
+                          hex, phex);
+    return 0;
+}
+
+int blob_read_cached(blob_reader *br, const blob_id *id, sm_buf *out)
+{
+    repo *r = br->r;
+    index_entry e;
+    char hex[65], phex[65];
+    sm_err ce = SM_ERR_INIT;
+
+    if (!r->cache_dir)
+        return -1;
+    blob_id_hex(id, hex);
+    if (index_get(r->idx, id, &e) != 0 || e.pack == INDEX_PENDING || e.type != BLOB_TREE ||
+        !repo_cache_get(r, hex, e.len, &br->sealed))
+        return -1;
+    sm_hex(phex, index_pack_at(r->idx, e.pack)->id, 32);
+    if (blob_open_sealed(br, &e, id, hex, phex, out, &ce) == 0)
+        return 0;
+    repo_cache_drop(r, hex);
+    return -1;
+}
+
 int blob_read(blob_reader *br, const blob_id *id, sm_buf *out, sm_err *err)
 {
     repo *r = br->r;
     index_entry e;
     index_pack *pk;
     char key[96], hex[65], phex[65];
-    blob_id check;
     sm_err e2 = SM_ERR_INIT;
+    int cached;
 
     blob_id_hex(id, hex);
     if (index_get(r->idx, id, &e) != 0 || e.pack == INDEX_PENDING)
@@ -499,6 +557,13 @@ int blob_read(blob_reader *br, const blob_id *id, sm_buf *out, sm_err *err)
     pk = index_pack_at(r->idx, e.pack);
     pack_key(key, sizeof(key), pk->id);
     sm_hex(phex, pk->id, 32);
+    cached = e.type == BLOB_TREE && r->cache_dir;
+    if (cached && repo_cache_get(r, hex, e.len, &br->sealed)) {
+        sm_err ce = SM_ERR_INIT;
+        if (blob_open_sealed(br, &e, id, hex, phex, out, &ce) == 0)
+            return 0;
+        repo_cache_drop(r, hex); /* damaged in the cache: the store has it */
+    }
     if (store_get(r->st, key, e.off, e.len, &br->sealed, &e2) < 0) {
         if (e2.code == SM_E_NOTFOUND)
             return sm_err_set(err, SM_E_CORRUPT, "chunk %.12s: pack %.12s is missing", hex, phex);
@@ -508,33 +573,10 @@ int blob_read(blob_reader *br, const blob_id *id, sm_buf *out, sm_err *err)
         sm_err_copy(err, &e2);
         return -1;
     }
-    sm_buf_reset(out);
-    if (e.flags & BLOB_FLAG_ZSTD) {
-        size_t z;
-        sm_buf_reset(&br->plain);
-        if (crypto_open(br->cc, br->sealed.data, br->sealed.len, &br->plain, NULL) < 0)
-            return sm_err_set(err, SM_E_CORRUPT, "chunk %.12s in pack %.12s " MSG_MAC_FAIL, hex,
-                              phex);
-        sm_buf_grow(out, e.raw_len, NULL);
-        z = ZSTD_decompressDCtx(br->dctx, out->data, (size_t)e.raw_len + 1, br->plain.data,
-                                br->plain.len);
-        if (ZSTD_isError(z) || z != e.raw_len)
-            return sm_err_set(err, SM_E_CORRUPT, "chunk %.12s in pack %.12s cannot be "
-                                                 "decompressed", hex, phex);
-        out->len = z;
-        out->data[z] = '\0';
-    } else {
-        if (crypto_open(br->cc, br->sealed.data, br->sealed.len, out, NULL) < 0)
-            return sm_err_set(err, SM_E_CORRUPT, "chunk %.12s in pack %.12s " MSG_MAC_FAIL, hex,
-                              phex);
-        if (out->len != e.raw_len)
-            return sm_err_set(err, SM_E_CORRUPT, "chunk %.12s in pack %.12s has a wrong length",
-                              hex, phex);
-    }
-    crypto_id(br->cc, out->data, out->len, &check);
-    if (!blob_id_eq(&check, id))
-        return sm_err_set(err, SM_E_CORRUPT, "chunk %.12s in pack %.12s does not match its id",
-                          hex, phex);
+    if (blob_open_sealed(br, &e, id, hex, phex, out, err) < 0)
+        return -1;
+    if (cached)
+        repo_cache_put(r, hex, br->sealed.data, br->sealed.len);
     return 0;
 }
 

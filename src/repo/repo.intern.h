@@ -46,6 +46,7 @@ struct repo {
     int lock_stop;
     pthread_mutex_t lock_mu;
     pthread_cond_t lock_cv;
+    char *cache_dir; /* local cache of sealed tree blobs (cache.c); NULL: none */
 };
 
 struct snapshot {
@@ -69,8 +70,22 @@ void blob_reader_release(blob_reader *br);
 /* Reads, authenticates, decompresses and checks the id of a blob; out gets
  * the plaintext. Messages name the blob and its pack. */
 int blob_read(blob_reader *br, const blob_id *id, sm_buf *out, sm_err *err);
+/* blob_read from the local cache of trees only: 0 with out, or -1 (not a
+ * tree, not cached, or damaged there: then dropped from the cache). */
+int blob_read_cached(blob_reader *br, const blob_id *id, sm_buf *out);
 /* Loads a tree blob. */
 int tree_load(blob_reader *br, const blob_id *id, tree *out, sm_err *err);
+
+/* The local cache of tree blobs (cache.c), for stores with costly requests:
+ * entries are the sealed blobs as in their packs, checked on every read. */
+void repo_cache_init(repo *r);
+/* 1 and sealed filled (len bytes) when the cache holds hex; 0 otherwise. */
+int repo_cache_get(repo *r, const char *hex, uint32_t len, sm_buf *sealed);
+void repo_cache_put(repo *r, const char *hex, const void *p, size_t n);
+void repo_cache_drop(repo *r, const char *hex);
+/* Removes the entries of blobs no longer in the index, and with marked_only
+ * those not marked either (prune marks what the kept snapshots use). */
+void repo_cache_trim(repo *r, int marked_only);
 
 /* "data/ab/abcdef..." for a pack id (out: at least 76 bytes). */
 void pack_key(char *out, size_t cap, const unsigned char id[32]);

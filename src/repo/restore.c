@@ -319,18 +319,30 @@ static int load_trees(rctx *c, rdir *root, sm_err *err)
     size_t havecap = 0;
     tcache *tc = tcache_new(c->r);
     fplan *p = NULL;
+    sm_buf *disk = NULL; /* listings found in the local cache of trees, this level */
+    size_t diskcap = 0;
+    blob_reader br;
     int rc = -1;
 
+    blob_reader_init(&br, c->r);
     lvl_add_dirs(&cur, &ncur, &ccur, root, NULL);
     while (ncur > 0) {
         if (rcancel(c, err) < 0)
             goto out;
         SM_GROW(ids, idcap, ncur);
         SM_GROW(have, havecap, ncur);
+        if (ncur > diskcap) {
+            disk = sm_xrealloc(disk, ncur * sizeof(*disk));
+            for (size_t i = diskcap; i < ncur; i++)
+                disk[i] = (sm_buf)SM_BUF_INIT;
+            diskcap = ncur;
+        }
         nids = 0;
         for (size_t i = 0; i < ncur; i++) {
             const blob_id *id = &cur[i].parent->t.nodes[cur[i].node].subtree;
             have[i] = tcache_get(tc, id);
+            if (!have[i] && blob_read_cached(&br, id, &disk[i]) == 0)
+                have[i] = &disk[i];
             if (!have[i])
                 ids[nids++] = *id;
         }
@@ -364,6 +376,10 @@ static int load_trees(rctx *c, rdir *root, sm_err *err)
     }
     rc = 0;
 out:
+    for (size_t i = 0; i < diskcap; i++)
+        sm_buf_release(&disk[i]);
+    free(disk);
+    blob_reader_release(&br);
     fplan_free(p);
     tcache_free(tc);
     for (size_t i = 0; i < ncur; i++)

@@ -339,6 +339,13 @@ static int pack_add(repo_writer *w, worker *wk, const blob_id *id, uint8_t type,
     pack_blob *b;
     int rc = 0;
 
+    if (type == BLOB_TREE && w->r->cache_dir) {
+        /* the next backup walks this tree as its parent's: keep it locally
+         * (sealed) so that walk costs no request to a remote store */
+        char hex[65];
+        blob_id_hex(id, hex);
+        repo_cache_put(w->r, hex, sealed, slen);
+    }
     pthread_mutex_lock(&w->pk_mu);
     /* while a pack is being stored, let the open one grow only to its limit */
     while (w->uploading && w->pack.len + slen >= w->r->pack_size)

@@ -10,6 +10,8 @@ export SUPAMANAGER_LOG=${SUPAMANAGER_LOG:-warn}
 
 T=$(mktemp -d "${TMPDIR:-/tmp}/sm-e2e.$(basename "$0" .sh).XXXXXX")
 chmod 755 "$T"
+# the local cache of tree blobs (S3 repositories) stays inside the test
+export SUPAMANAGER_CACHE=${SUPAMANAGER_CACHE:-$T/cache}
 _failed=0
 _cleanup() {
   local rc=$?

@@ -162,3 +162,58 @@ rss_s3=$(maxrss "$SM" repo backup --repo "$LB" big="$T/big.bin")
 [ "$rss_s3" -le $((rss_local + 64 * 1024)) ] || fail "multipart to S3 used $rss_s3 KiB, a local backup $rss_local KiB"
 rm -f "$T/big.bin"
 ok "256 MiB through multipart uploads peak at $((rss_s3 / 1024)) MiB resident (a local backup: $((rss_local / 1024)) MiB)"
+
+# the local cache of tree blobs: the next backup walks its parent's trees from the local disk
+# (no GET of a pack when nothing changed); entries are sealed and checked like pack reads, so
+# a damaged one is read from S3 again and replaced; SUPAMANAGER_CACHE=off reads every tree
+# from S3; prune removes the entries of blobs it deleted
+proxy "$RGW" cachet --rate 0
+CL="s3://sm-test/cachet?endpoint=$PX"
+export SUPAMANAGER_CACHE=$T/tcache
+$TREETOOL gen "$T/ct" 21 --files 300 || fail "gen cache tree"
+sm repo init --repo "$CL" >/dev/null 2>&1 || fail "init cache repo"
+c1=$(sm repo backup --repo "$CL" tree="$T/ct" 2>"$T/err") || fail "cache backup 1: $(cat "$T/err")"
+rid=$(ls "$T/tcache")
+ents() { find "$T/tcache/$rid/trees" -type f ! -name "*.tmp.*" | sort; }
+ndirs=$(find "$T/ct" -type d | wc -l)
+ntrees=$(ents | wc -l) # distinct directory listings: identical ones are one blob
+[ "$ntrees" -ge 2 ] && [ "$ntrees" -le "$ndirs" ] || fail "the cache holds $ntrees trees for $ndirs directories"
+[ "$(stat -c %a "$T/tcache/$rid")" = 700 ] || fail "cache directory mode $(stat -c %a "$T/tcache/$rid")"
+! grep -q "$(basename "$(find "$T/ct" -type f | head -1)")" -r "$T/tcache" || fail "a file name is readable in the cache"
+pack_gets() { grep -c "^GET /sm-test/cachet/data/" "$T/cachet.log"; }
+: >"$T/cachet.log"
+sm repo backup --repo "$CL" tree="$T/ct" >/dev/null 2>"$T/err" || fail "cache backup 2: $(cat "$T/err")"
+[ "$(pack_gets)" = 0 ] || fail "an unchanged backup read $(pack_gets) pack ranges with the trees cached"
+: >"$T/cachet.log"
+SUPAMANAGER_CACHE=off sm repo backup --repo "$CL" tree="$T/ct" >/dev/null 2>"$T/err" || fail "cache backup 3: $(cat "$T/err")"
+[ "$(pack_gets)" -ge 1 ] || fail "without the cache the parent's trees were not read from S3"
+nocache=$(pack_gets)
+victim=$(ents | head -1)
+cp "$victim" "$T/victim.bak"
+printf '\x00\x01\x02' | dd of="$victim" bs=1 seek=20 conv=notrunc 2>/dev/null
+: >"$T/cachet.log"
+c4=$(sm repo backup --repo "$CL" tree="$T/ct" 2>"$T/err") || fail "backup over a damaged cache entry: $(cat "$T/err")"
+[ "$(pack_gets)" = 1 ] || fail "a damaged entry took $(pack_gets) reads from S3, expected 1"
+cmp -s "$victim" "$T/victim.bak" || fail "the damaged entry was not replaced by the store's copy"
+rm -rf "$T/cr"
+: >"$T/cachet.log"
+sm repo restore --repo "$CL" "$c4" --target "$T/cr" 2>"$T/err" && $TREETOOL compare "$T/ct" "$T/cr/tree" ||
+  fail "restore with the cache: $(cat "$T/err")"
+rg_cache=$(pack_gets)
+rm -rf "$T/cr"
+: >"$T/cachet.log"
+SUPAMANAGER_CACHE=off sm repo restore --repo "$CL" "$c4" --target "$T/cr" 2>"$T/err" &&
+  $TREETOOL compare "$T/ct" "$T/cr/tree" || fail "restore without the cache: $(cat "$T/err")"
+[ "$rg_cache" -lt "$(pack_gets)" ] || fail "a restore read $rg_cache pack ranges with the trees cached, $(pack_gets) without"
+before=$(ents)
+$TREETOOL mutate "$T/ct" 5 20 >/dev/null
+sm repo backup --repo "$CL" tree="$T/ct" >/dev/null 2>"$T/err" || fail "cache backup 5: $(cat "$T/err")"
+sm repo prune --repo "$CL" --keep-last 1 >/dev/null 2>"$T/err" || fail "prune: $(cat "$T/err")"
+gone=$(comm -23 <(echo "$before") <(ents) | wc -l)
+[ "$gone" -ge 1 ] || fail "prune left the entries of the trees it deleted in the cache"
+: >"$T/cachet.log"
+sm repo backup --repo "$CL" tree="$T/ct" >/dev/null 2>"$T/err" || fail "cache backup 6: $(cat "$T/err")"
+[ "$(pack_gets)" = 0 ] || fail "prune trimmed trees the kept snapshot uses ($(pack_gets) reads)"
+sm repo verify --repo "$CL" --all >/dev/null 2>"$T/err" || fail "verify after prune: $(cat "$T/err")"
+unset SUPAMANAGER_CACHE
+ok "a local cache of $ntrees sealed trees: an unchanged backup reads no pack from S3 (without it: $nocache reads), a restore $rg_cache; a damaged entry is replaced; prune trims $gone entries"
