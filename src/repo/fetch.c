@@ -268,48 +268,6 @@ struct tcache {
     pthread_mutex_t mu;
 };
 
-/* Opens a sealed blob read from its pack: the checks and messages of blob_read. */
-static int plan_open(blob_reader *br, const index_entry *e, const unsigned char *sealed, size_t len,
-                     sm_buf *out, sm_err *err)
-{
-    char hex[65], phex[65];
-    blob_id check;
-
-    blob_id_hex(&e->id, hex);
-    sm_hex(phex, index_pack_at(br->r->idx, e->pack)->id, 32);
-    sm_buf_reset(out);
-    if (e->flags & BLOB_FLAG_ZSTD) {
-        size_t z;
-        sm_buf_reset(&br->plain);
-        if (crypto_open(br->cc, sealed, len, &br->plain, NULL) < 0)
-            return sm_err_set(err, SM_E_CORRUPT, "chunk %.12s in pack %.12s " MSG_MAC_FAIL, hex,
-                              phex);
-        sm_buf_grow(out, e->raw_len, NULL);
-        z = ZSTD_decompressDCtx(br->dctx, out->data, (size_t)e->raw_len + 1, br->plain.data,
-                                br->plain.len);
-        if (ZSTD_isError(z) || z != e->raw_len)
-            return sm_err_set(err, SM_E_CORRUPT,
-                              "chunk %.12s in pack %.12s cannot be "
-                              "decompressed",
-                              hex, phex);
-        out->len = z;
-        out->data[z] = '\0';
-    } else {
-        sm_buf_grow(out, (size_t)e->raw_len + 1, NULL); /* one allocation, not a doubling */
-        if (crypto_open(br->cc, sealed, len, out, NULL) < 0)
-            return sm_err_set(err, SM_E_CORRUPT, "chunk %.12s in pack %.12s " MSG_MAC_FAIL, hex,
-                              phex);
-        if (out->len != e->raw_len)
-            return sm_err_set(err, SM_E_CORRUPT, "chunk %.12s in pack %.12s has a wrong length",
-                              hex, phex);
-    }
-    crypto_id(br->cc, out->data, out->len, &check);
-    if (!blob_id_eq(&check, &e->id))
-        return sm_err_set(err, SM_E_CORRUPT, "chunk %.12s in pack %.12s does not match its id", hex,
-                          phex);
-    return 0;
-}
-
 /* A failed range read, as blob_read words it for one of its blobs. */
 static void plan_read_error(fplan *p, const index_entry *e, const sm_err *got, sm_err *err)
 {
@@ -451,7 +409,7 @@ static void plan_harvest(fplan *p, pworker *w, const prange *g)
         pthread_mutex_lock(&tc->mu);
         have = tc->plain[k].data != NULL;
         pthread_mutex_unlock(&tc->mu);
-        if (!have && plan_open(&w->br, &tc->e[k], w->br.sealed.data + (tc->e[k].off - g->start),
+        if (!have && blob_open(&w->br, &tc->e[k], w->br.sealed.data + (tc->e[k].off - g->start),
                                tc->e[k].len, &plain, &e) == 0) {
             pthread_mutex_lock(&tc->mu);
             if (!tc->plain[k].data) {
@@ -507,7 +465,7 @@ static void *plan_main(void *arg)
             if (rc < 0)
                 plan_read_error(p, &b->e, &e, &be);
             else
-                plan_open(&w->br, &b->e, w->br.sealed.data + (b->e.off - g->start), b->e.len,
+                blob_open(&w->br, &b->e, w->br.sealed.data + (b->e.off - g->start), b->e.len,
                           &b->data, &be);
             if (be.code != SM_OK) {
                 b->err = sm_xmalloc(sizeof(*b->err));

@@ -486,17 +486,19 @@ void blob_reader_release(blob_reader *br)
     memset(br, 0, sizeof(*br));
 }
 
-/* Authenticates, decompresses and checks br->sealed as the blob e. */
-static int blob_open_sealed(blob_reader *br, const index_entry *e, const blob_id *id,
-                            const char *hex, const char *phex, sm_buf *out, sm_err *err)
+int blob_open(blob_reader *br, const index_entry *e, const unsigned char *sealed, size_t len,
+              sm_buf *out, sm_err *err)
 {
+    char hex[65], phex[65];
     blob_id check;
 
+    blob_id_hex(&e->id, hex);
+    sm_hex(phex, index_pack_at(br->r->idx, e->pack)->id, 32);
     sm_buf_reset(out);
     if (e->flags & BLOB_FLAG_ZSTD) {
         size_t z;
         sm_buf_reset(&br->plain);
-        if (crypto_open(br->cc, br->sealed.data, br->sealed.len, &br->plain, NULL) < 0)
+        if (crypto_open(br->cc, sealed, len, &br->plain, NULL) < 0)
             return sm_err_set(err, SM_E_CORRUPT, "chunk %.12s in pack %.12s " MSG_MAC_FAIL, hex,
                               phex);
         sm_buf_grow(out, e->raw_len, NULL);
@@ -508,7 +510,8 @@ static int blob_open_sealed(blob_reader *br, const index_entry *e, const blob_id
         out->len = z;
         out->data[z] = '\0';
     } else {
-        if (crypto_open(br->cc, br->sealed.data, br->sealed.len, out, NULL) < 0)
+        sm_buf_grow(out, (size_t)e->raw_len + 1, NULL); /* one allocation, not a doubling */
+        if (crypto_open(br->cc, sealed, len, out, NULL) < 0)
             return sm_err_set(err, SM_E_CORRUPT, "chunk %.12s in pack %.12s " MSG_MAC_FAIL, hex,
                               phex);
         if (out->len != e->raw_len)
@@ -516,7 +519,7 @@ static int blob_open_sealed(blob_reader *br, const index_entry *e, const blob_id
                               hex, phex);
     }
     crypto_id(br->cc, out->data, out->len, &check);
-    if (!blob_id_eq(&check, id))
+    if (!blob_id_eq(&check, &e->id))
         return sm_err_set(err, SM_E_CORRUPT, "chunk %.12s in pack %.12s does not match its id",
                           hex, phex);
     return 0;
@@ -526,7 +529,7 @@ int blob_read_cached(blob_reader *br, const blob_id *id, sm_buf *out)
 {
     repo *r = br->r;
     index_entry e;
-    char hex[65], phex[65];
+    char hex[65];
     sm_err ce = SM_ERR_INIT;
 
     if (!r->cache_dir)
@@ -535,8 +538,7 @@ int blob_read_cached(blob_reader *br, const blob_id *id, sm_buf *out)
     if (index_get(r->idx, id, &e) != 0 || e.pack == INDEX_PENDING || e.type != BLOB_TREE ||
         !repo_cache_get(r, hex, e.len, &br->sealed))
         return -1;
-    sm_hex(phex, index_pack_at(r->idx, e.pack)->id, 32);
-    if (blob_open_sealed(br, &e, id, hex, phex, out, &ce) == 0)
+    if (blob_open(br, &e, br->sealed.data, br->sealed.len, out, &ce) == 0)
         return 0;
     repo_cache_drop(r, hex);
     return -1;
@@ -560,7 +562,7 @@ int blob_read(blob_reader *br, const blob_id *id, sm_buf *out, sm_err *err)
     cached = e.type == BLOB_TREE && r->cache_dir;
     if (cached && repo_cache_get(r, hex, e.len, &br->sealed)) {
         sm_err ce = SM_ERR_INIT;
-        if (blob_open_sealed(br, &e, id, hex, phex, out, &ce) == 0)
+        if (blob_open(br, &e, br->sealed.data, br->sealed.len, out, &ce) == 0)
             return 0;
         repo_cache_drop(r, hex); /* damaged in the cache: the store has it */
     }
@@ -573,7 +575,7 @@ int blob_read(blob_reader *br, const blob_id *id, sm_buf *out, sm_err *err)
         sm_err_copy(err, &e2);
         return -1;
     }
-    if (blob_open_sealed(br, &e, id, hex, phex, out, err) < 0)
+    if (blob_open(br, &e, br->sealed.data, br->sealed.len, out, err) < 0)
         return -1;
     if (cached)
         repo_cache_put(r, hex, br->sealed.data, br->sealed.len);

@@ -70,6 +70,11 @@ void blob_reader_release(blob_reader *br);
 /* Reads, authenticates, decompresses and checks the id of a blob; out gets
  * the plaintext. Messages name the blob and its pack. */
 int blob_read(blob_reader *br, const blob_id *id, sm_buf *out, sm_err *err);
+/* Authenticates (GCM), decompresses and checks (length, HMAC id) the sealed
+ * bytes of the blob e, as read from its pack; out gets the plaintext.
+ * Messages name the blob and its pack. */
+int blob_open(blob_reader *br, const index_entry *e, const unsigned char *sealed, size_t len,
+              sm_buf *out, sm_err *err);
 /* blob_read from the local cache of trees only: 0 with out, or -1 (not a
  * tree, not cached, or damaged there: then dropped from the cache). */
 int blob_read_cached(blob_reader *br, const blob_id *id, sm_buf *out);
