@@ -415,6 +415,7 @@ static int h_project_patch(http_req *rq, void *ud)
     json_t *body, *j;
     int answered = 0;
     sm_err err = SM_ERR_INIT;
+    catalog *c;
 
     if (authn(rq, S, &id) < 0 ||
         load_project(rq, S, &id, http_param(rq, "id"), AUTH_MANAGE, &p) < 0)
@@ -428,9 +429,12 @@ static int h_project_patch(http_req *rq, void *ud)
         project_free(p);
         return 0;
     }
-    if (store_fields(body, p, &err) < 0 || !need_cat(rq, S) ||
-        store_allowed(S, &id, need_cat(rq, S), p, &err) < 0 ||
-        catalog_project_update(need_cat(rq, S), p, &err) < 0) {
+    if (!(c = need_cat(rq, S))) {
+        project_free(p);
+        return 0;
+    }
+    if (store_fields(body, p, &err) < 0 || store_allowed(S, &id, c, p, &err) < 0 ||
+        catalog_project_update(c, p, &err) < 0) {
         project_free(p);
         return http_error_from(rq, &err);
     }
