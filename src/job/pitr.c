@@ -24,6 +24,7 @@
 #include <fcntl.h>
 #include <limits.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -1924,7 +1925,7 @@ static int archive_path(ops_ctx *o, const char *project_id, const pitr_target *t
  * on the path and sets *nwal to the number staged. */
 static int stage_wal(ops_ctx *o, const project *p, const json_t *idx, const walpath *wp,
                      int64_t from, const char *waldir, uid_t uid, gid_t gid, int final,
-                     unsigned *nwal, sm_err *err)
+                     unsigned *nwal, atomic_int *halt, sm_err *err)
 {
     store *st = NULL;
     fetcher f = {NULL, NULL};
@@ -1948,7 +1949,7 @@ static int stage_wal(ops_ctx *o, const project *p, const json_t *idx, const walp
             continue; /* staged before the stop: WAL files never change */
         if (fetch_one(&f, w, path, uid, gid, 0, err) < 0)
             goto out;
-        if (o->cancel && *o->cancel) {
+        if ((o->cancel && *o->cancel) || (halt && atomic_load(halt))) {
             sm_err_set(err, SM_E_INTERRUPTED, "interrupted");
             goto out;
         }
@@ -1972,6 +1973,30 @@ out:
     ops_close_repo(st, f.r);
     json_decref(want);
     return rc;
+}
+
+/* stage_wal in a thread of its own, beside the extraction of the base backup. */
+typedef struct stager {
+    ops_ctx *o;
+    const project *p;
+    const json_t *idx;
+    const walpath *wp;
+    int64_t from;
+    const char *waldir;
+    uid_t uid;
+    gid_t gid;
+    unsigned nwal;
+    atomic_int halt; /* set when the base failed: stop early */
+    int rc;
+    sm_err err;
+} stager;
+
+static void *stager_main(void *ud)
+{
+    stager *g = ud;
+    g->rc = stage_wal(g->o, g->p, g->idx, g->wp, g->from, g->waldir, g->uid, g->gid, 0, &g->nwal,
+                      &g->halt, &g->err);
+    return NULL;
 }
 
 static int restore_fn(ops_ctx *o, void *arg, sm_err *err)
@@ -2055,19 +2080,10 @@ static int restore_fn(ops_ctx *o, void *arg, sm_err *err)
         sm_err_sys(err, SM_E_IO, "cannot set the owner of '%s'", rs.staged);
         goto fail;
     }
-    /* 1. the base backup, beside the running server */
+    /* 1. beside the running server: the base backup and, at the same time in a
+     * thread of its own (a reader of the repository per core), the WAL archived
+     * so far; then flush it all, so the downtime does not pay for that either */
     ops_emit(o, "stage", 5, 0, 0, 0, -1);
-    if (open_locked(o, p, 0, 300, &st, &r, err) != 0 ||
-        repo_snapshot_load(r, jstr(base, "snapshot_id"), &s, err) < 0 ||
-        extract_base(r, s, rs.staged, dst.st_uid, dst.st_gid, err) < 0)
-        goto fail;
-    snapshot_free(s);
-    s = NULL;
-    ops_close_repo(st, r);
-    st = NULL;
-    r = NULL;
-    /* the WAL archived so far, still beside the running server */
-    ops_emit(o, "wal", 20, 0, 0, 0, -1);
     snprintf(waldir, sizeof(waldir), "%s/%s", rs.staged, RESTORE_WAL_DIR);
     if (mkdir(waldir, 0700) < 0 ||
         (geteuid() == 0 && chown(waldir, dst.st_uid, dst.st_gid) < 0)) {
@@ -2076,9 +2092,46 @@ static int restore_fn(ops_ctx *o, void *arg, sm_err *err)
     }
     if (archive_path(o, a->project_id, t, seg_size, &idx, &wp, err) < 0)
         goto fail;
-    if (stage_wal(o, p, idx, &wp, from, waldir, dst.st_uid, dst.st_gid, 0, &nwal, err) < 0)
-        goto fail;
+    {
+        stager g;
+        pthread_t th;
+        int based;
+        memset(&g, 0, sizeof(g));
+        g.o = o;
+        g.p = p;
+        g.idx = idx;
+        g.wp = &wp;
+        g.from = from;
+        g.waldir = waldir;
+        g.uid = dst.st_uid;
+        g.gid = dst.st_gid;
+        atomic_init(&g.halt, 0);
+        if (pthread_create(&th, NULL, stager_main, &g) != 0) {
+            sm_err_set(err, SM_E_INTERNAL, "cannot start a thread");
+            goto fail;
+        }
+        based = open_locked(o, p, 0, 300, &st, &r, err) == 0 &&
+                repo_snapshot_load(r, jstr(base, "snapshot_id"), &s, err) == 0 &&
+                extract_base(r, s, rs.staged, dst.st_uid, dst.st_gid, err) == 0;
+        if (!based)
+            atomic_store(&g.halt, 1);
+        pthread_join(th, NULL);
+        snapshot_free(s);
+        s = NULL;
+        ops_close_repo(st, r);
+        st = NULL;
+        r = NULL;
+        if (!based)
+            goto fail;
+        if (g.rc < 0) {
+            sm_err_copy(err, &g.err);
+            goto fail;
+        }
+    }
     walpath_free(&wp);
+    ops_emit(o, "wal", 25, 0, 0, 0, -1);
+    if (sync_tree(rs.staged, err) < 0)
+        goto fail;
     /* 2. a last commit (recovery to a time needs one after the target) and
      * where the live WAL ends; then stop the server */
     if (sql_exec(p->db_url, "SELECT txid_current()", err) == 0) {
@@ -2101,7 +2154,7 @@ static int restore_fn(ops_ctx *o, void *arg, sm_err *err)
         goto fail;
     if (path_check(&wp, t, tt, lsn, use_latest, from, err) < 0)
         goto fail;
-    if (stage_wal(o, p, idx, &wp, from, waldir, dst.st_uid, dst.st_gid, 1, &nwal, err) < 0)
+    if (stage_wal(o, p, idx, &wp, from, waldir, dst.st_uid, dst.st_gid, 1, &nwal, NULL, err) < 0)
         goto fail;
     /* the live server's last WAL, which it had not archived yet */
     if (strlen(live) == 24) {
