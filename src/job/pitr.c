@@ -1874,11 +1874,29 @@ static int gap_error(const walpath *wp, int64_t g, sm_err *err)
                             "`supamanager pitr check` lists every gap. Nothing was changed.");
 }
 
-/* The timeline a restore follows. */
-static uint32_t target_tli(const pitr_target *t, const json_t *idx)
+/* The timeline the server was on at time tt: the newest whose history file
+ * had been archived by then (PostgreSQL archives it as it promotes), or 1. */
+static uint32_t live_tli_at(const json_t *idx, time_t tt)
+{
+    uint32_t m = 1;
+    json_t *w;
+    size_t i;
+    json_array_foreach(idx, i, w) if (wal_kind(jstr(w, "name")) == WAL_HISTORY &&
+                                      jtime(w, "archived_at") <= tt &&
+                                      hex32(jstr(w, "name")) > m) m = hex32(jstr(w, "name"));
+    return m;
+}
+
+/* The timeline a restore follows: the one asked for; for a target time, the
+ * one the server was on at that time (a time can lie on a timeline that later
+ * restores left behind: following the newest would stop at its branch
+ * point instead); else the newest. */
+static uint32_t target_tli(const pitr_target *t, time_t tt, const json_t *idx)
 {
     if (t->timeline && strcmp(t->timeline, "latest"))
         return (uint32_t)strtoul(t->timeline, NULL, 10);
+    if (t->time && !t->timeline && tt)
+        return live_tli_at(idx, tt);
     return latest_tli(idx);
 }
 
@@ -1904,7 +1922,7 @@ static int path_check(const walpath *wp, const pitr_target *t, time_t tt, uint64
 
 /* Moves what the spool holds into the repository, then reads the archive's
  * index again and the path to the target's timeline through it. */
-static int archive_path(ops_ctx *o, const char *project_id, const pitr_target *t,
+static int archive_path(ops_ctx *o, const char *project_id, const pitr_target *t, time_t tt,
                         uint64_t seg_size, json_t **idx, walpath *wp, sm_err *err)
 {
     if (push_impl(o, project_id, 300, NULL, err) < 0)
@@ -1914,7 +1932,7 @@ static int archive_path(ops_ctx *o, const char *project_id, const pitr_target *t
     *idx = NULL;
     if (catalog_wal_list(o->cat, project_id, idx, err) < 0)
         return -1;
-    walpath_init(wp, *idx, target_tli(t, *idx), seg_size);
+    walpath_init(wp, *idx, target_tli(t, tt, *idx), seg_size);
     return 0;
 }
 
@@ -2054,7 +2072,7 @@ static int restore_fn(ops_ctx *o, void *arg, sm_err *err)
         sm_err_set(err, SM_E_INVALID, "the timeline must be latest or a number");
         goto out;
     }
-    walpath_init(&wp, idx, target_tli(t, idx), seg_size);
+    walpath_init(&wp, idx, target_tli(t, tt, idx), seg_size);
     if (pick_base(bases, &wp, t, tt, lsn, &base, err) < 0)
         goto out;
     from = base_start_segno(base, seg_size);
@@ -2090,7 +2108,7 @@ static int restore_fn(ops_ctx *o, void *arg, sm_err *err)
         sm_err_sys(err, SM_E_IO, "cannot create '%s'", waldir);
         goto fail;
     }
-    if (archive_path(o, a->project_id, t, seg_size, &idx, &wp, err) < 0)
+    if (archive_path(o, a->project_id, t, tt, seg_size, &idx, &wp, err) < 0)
         goto fail;
     {
         stager g;
@@ -2150,7 +2168,7 @@ static int restore_fn(ops_ctx *o, void *arg, sm_err *err)
     /* 3. everything archived, then the WAL files the recovery may need that
      * were not staged yet */
     ops_emit(o, "wal", 35, 0, 0, 0, -1);
-    if (archive_path(o, a->project_id, t, seg_size, &idx, &wp, err) < 0)
+    if (archive_path(o, a->project_id, t, tt, seg_size, &idx, &wp, err) < 0)
         goto fail;
     if (path_check(&wp, t, tt, lsn, use_latest, from, err) < 0)
         goto fail;
@@ -2176,7 +2194,14 @@ static int restore_fn(ops_ctx *o, void *arg, sm_err *err)
     }
     /* 4. recovery settings */
     {
-        char target[256] = "";
+        char target[256] = "", tlname[24];
+        uint32_t tsel = target_tli(t, tt, idx);
+        if (t->timeline)
+            snprintf(tlname, sizeof(tlname), "%s", t->timeline);
+        else if (tsel == latest_tli(idx))
+            snprintf(tlname, sizeof(tlname), "latest");
+        else
+            snprintf(tlname, sizeof(tlname), "%u", tsel);
         if (!use_latest && t->time) {
             char ts[32], frac[16];
             struct tm tm;
@@ -2202,7 +2227,7 @@ static int restore_fn(ops_ctx *o, void *arg, sm_err *err)
                  "restore_command = 'cp \"%s/%%f\" \"%%p\"'\n%s"
                  "recovery_target_action = 'promote'\n"
                  "recovery_target_timeline = '%s'\n",
-                 stamp, RESTORE_WAL_DIR, target, t->timeline ? t->timeline : "latest");
+                 stamp, RESTORE_WAL_DIR, target, tlname);
     }
     snprintf(path, sizeof(path), "%s/postgresql.auto.conf", rs.staged);
     if (append_text(path, conf, dst.st_uid, dst.st_gid, err) < 0)

@@ -144,6 +144,18 @@ assert d["wal_files"] >= 3 and d["timeline"] == 4, d
 assert 0 < d["downtime_s"] < d["duration_s"], d' "$out" || fail "restore report: $out"
 ok "restore to an LSN before the earlier restores: batches 1 and 2 only"
 
+# 3b. a time that lies only on a timeline later restores left behind (T7 was on timeline 2;
+# timelines 3 and 4 branched off elsewhere): the restore follows the timeline the server was
+# on at that time, not the newest (whose path would stop at its branch point, batches 1-2)
+out=$(sm restore pitr1 --target-time "$T7" --yes --json 2>&1) || fail "restore to $T7 again: $out"
+[ "$(counts)" = "1:3000,2:3000,3:3000,4:3000,5:3000,6:3000,7:3000" ] ||
+  fail "after restoring to $T7 from timeline 4: $(counts)"
+python3 -c '
+import json, sys
+d = json.loads(sys.argv[1][sys.argv[1].index("{"):])
+assert d["timeline"] == 5, d' "$out" || fail "restore report: $out"
+ok "a time on a timeline that later restores left behind is restored from that timeline (batches 1-7, now timeline 5)"
+
 # 4. the API: the window, WAL moved into the repository by the service on its own, a restore job
 export JWT_SECRET=e2e-jwt-secret-0123456789abcdef
 start_service
@@ -182,7 +194,7 @@ job = api.wait_job(doc["job_id"], timeout=300)
 check(job["status"] == "COMPLETED" and job["progress"] == 100 and job["result"]["timeline"] >= 5, "restore job: %s" % job)
 print("ok - POST /pitr/restore runs the restore as a job to COMPLETED; bad bodies get 400 with the reason")
 PY
-[ "$(counts)" = "1:3000,2:3000,9:3000" ] || fail "after the API restore to $AFTER9: $(counts)"
+[ "$(counts)" = "1:3000,2:3000,3:3000,4:3000,5:3000,6:3000,7:3000,9:3000" ] || fail "after the API restore to $AFTER9: $(counts)"
 ok "the API restore brought batch 9 back, not batch 10"
 stop_service "$DAEMON" "$T/serve.log"
 
@@ -220,7 +232,7 @@ pid=$!
 for _ in $(seq 400); do compgen -G "$DATA.smr-pitr-*" >/dev/null && break; sleep 0.02; done
 kill -9 $pid 2>/dev/null; wait $pid 2>/dev/null
 compgen -G "$DATA.smr-pitr-*" >/dev/null || fail "the killed restore left no staging directory (too late?)"
-[ "$(counts)" = "1:3000,2:3000,9:3000" ] || fail "a killed restore changed the data: $(counts)"
+[ "$(counts)" = "1:3000,2:3000,3:3000,4:3000,5:3000,6:3000,7:3000,9:3000" ] || fail "a killed restore changed the data: $(counts)"
 ok "a restore killed while staging leaves the running database as it was"
 
 # to a transaction id; then --latest, which also replays what the server had not archived yet
