@@ -324,9 +324,20 @@ static int project_show_edit_remove(int argc, char **argv, const char *sub)
                 goto out;
             }
         }
-        if (ops_project_remove(&o, p->id, f.purge, &err) < 0) {
-            rc = cli_fail(&err);
-            goto out;
+        {
+            /* with the secret, a purge also finds and deletes the repository's
+             * local cache of trees */
+            char *secret = f.purge ? cli_secret(NULL, "ENCRYPTION_SECRET", &err) : NULL;
+            int r2;
+            sm_err_clear(&err);
+            o.secret = secret;
+            r2 = ops_project_remove(&o, p->id, f.purge, &err);
+            o.secret = NULL;
+            free(secret);
+            if (r2 < 0) {
+                rc = cli_fail(&err);
+                goto out;
+            }
         }
         fprintf(stderr, "project '%s' removed%s\n", p->id,
                 f.purge ? " with its backups" : " (its backups stay in the repository)");

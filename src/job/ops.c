@@ -632,6 +632,16 @@ int ops_project_remove(ops_ctx *o, const char *id, int purge, sm_err *err)
         goto out;
     free(job); /* the job row went with the project */
     job = NULL;
+    if (purge && o->secret) {
+        /* the local cache of its trees goes too (it needs the repository's id) */
+        store *st = NULL;
+        repo *r = NULL;
+        sm_err ce = SM_ERR_INIT;
+        if (open_repo_at(o, loc, 0, &st, &r, &ce) == 0) {
+            repo_cache_remove(r);
+            close_repo(st, r);
+        }
+    }
     if (purge && purge_repository(loc, err) < 0)
         goto out;
     rc = 0;

@@ -76,7 +76,9 @@ void repo_cache_init(repo *r)
 
     free(r->cache_dir);
     r->cache_dir = NULL;
-    if (!store_costly_requests(r->st) || !(base = cache_base()))
+    /* the id names a directory: config_load let only 32 hex digits through */
+    if (!store_costly_requests(r->st) || strspn(r->id, "0123456789abcdef") != 32 ||
+        !(base = cache_base()))
         return;
     r->cache_dir = sm_xasprintf("%s/%s/trees", base, r->id);
     free(base);
@@ -177,4 +179,23 @@ void repo_cache_trim(repo *r, int marked_only)
         closedir(d);
     }
     closedir(top);
+}
+
+void repo_cache_remove(repo *r)
+{
+    char *dir;
+    size_t n;
+    sm_err e = SM_ERR_INIT;
+
+    if (!r->cache_dir)
+        return;
+    /* <base>/<id>/trees: the repository's whole folder goes */
+    dir = sm_xstrdup(r->cache_dir);
+    n = strlen(dir);
+    if (n > 6 && !strcmp(dir + n - 6, "/trees"))
+        dir[n - 6] = '\0';
+    sm_rm_rf(dir, &e);
+    free(dir);
+    free(r->cache_dir);
+    r->cache_dir = NULL;
 }

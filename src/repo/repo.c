@@ -168,7 +168,7 @@ static int config_load(repo *r, sm_err *err)
     if (json_unpack(doc, "{s:s,s:{s:I,s:I,s:I},s:I,s:{s:I}}", "id", &id, "chunker", "min", &cmin,
                     "avg", &cavg, "max", &cmax, "pack_size", &psize, "compression", "level",
                     &level) != 0 ||
-        strlen(id) != 32) {
+        strlen(id) != 32 || strspn(id, "0123456789abcdef") != 32) {
         sm_err_set(err, SM_E_CORRUPT, "the config of repository '%s' is damaged: fields missing",
                    store_location(r->st));
         goto out;

@@ -104,6 +104,9 @@ int repo_snapshot_load(repo *r, const char *ref, snapshot **out, sm_err *err);
  * "file"; the natural parent of the next backup): 0, or 1 when none. */
 int repo_snapshot_latest_with(repo *r, const char *stream, const char *kind, snapshot **out,
                               sm_err *err);
+/* Deletes this repository's local cache of trees, if it has one (when the
+ * repository itself goes: `project remove --purge`). */
+void repo_cache_remove(repo *r);
 void snapshot_free(snapshot *s);
 const char *snapshot_id(const snapshot *s);
 time_t snapshot_time(const snapshot *s);

@@ -230,7 +230,11 @@ ok "after losing the server, a new one lists the $nb backups in the bucket, rest
 # removing the project with --purge deletes its repository's objects from the bucket, and only those
 [ "$(s3_count "$RGW" sm-proj projects/abc123/)" -gt 3 ] || fail "the repository is not in the bucket before the purge"
 others=$(s3_count "$RGW" sm-proj projects/def456/)
+ncache=$(find "$SUPAMANAGER_CACHE" -mindepth 1 -maxdepth 1 -type d | wc -l)
+[ "$ncache" -ge 1 ] || fail "no local cache of trees for the S3 repository"
 sm project remove abc123 --purge --yes 2>"$T/err" || fail "project remove --purge: $(cat "$T/err")"
+[ "$(find "$SUPAMANAGER_CACHE" -mindepth 1 -maxdepth 1 -type d | wc -l)" = $((ncache - 1)) ] ||
+  fail "the purge left the repository's local cache of trees"
 [ "$(s3_count "$RGW" sm-proj projects/abc123/)" = 0 ] || fail "objects left after --purge: $(s3_count "$RGW" sm-proj projects/abc123/)"
 [ "$(s3_count "$RGW" sm-proj projects/def456/)" = "$others" ] || fail "the purge touched another project's objects"
-ok "project remove --purge deletes the repository's objects from the bucket"
+ok "project remove --purge deletes the repository's objects from the bucket, and its local cache of trees"
