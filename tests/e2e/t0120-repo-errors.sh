@@ -37,8 +37,14 @@ sed -i 's/"version": 1/"version": 7/' "$R/config"
 expect_fail 4 "has format version 7, newer than this supamanager understands (1)" -- smr ls
 echo garbage >"$R/config"
 expect_fail 4 "the config of repository '$R' is damaged" -- smr ls
+# an id that is no id (it names the local cache's folder): refused, nothing created
+python3 -c '
+import json, sys
+d = json.load(open(sys.argv[1])); d["id"] = "../../../../../tmp/sm-escape-xyz"
+json.dump(d, open(sys.argv[2], "w"))' "$T/config.bak" "$R/config"
+expect_fail 4 "the config of repository '$R' is damaged: fields missing" -- smr ls
 cp "$T/config.bak" "$R/config"
-ok "newer format and damaged config"
+ok "newer format and damaged config (an id that is not 32 hex digits too)"
 
 expect_fail 3 "no snapshot 'abcdef12' in repository" -- smr restore abcdef12 --target "$T/o"
 expect_fail 2 "snapshot id 'abc' is too short" -- smr ls abc
