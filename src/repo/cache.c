@@ -50,26 +50,6 @@ static char *cache_base(void)
     return NULL;
 }
 
-/* mkdir -p with mode 0700 for what it creates. 0, or -1. */
-static int mkdirs(const char *path)
-{
-    char *p = sm_xstrdup(path);
-    int rc = 0;
-
-    for (char *s = p + 1; *s && rc == 0; s++) {
-        if (*s != '/')
-            continue;
-        *s = '\0';
-        if (mkdir(p, 0700) < 0 && errno != EEXIST)
-            rc = -1;
-        *s = '/';
-    }
-    if (rc == 0 && mkdir(p, 0700) < 0 && errno != EEXIST)
-        rc = -1;
-    free(p);
-    return rc;
-}
-
 void repo_cache_init(repo *r)
 {
     char *base;
@@ -82,7 +62,7 @@ void repo_cache_init(repo *r)
         return;
     r->cache_dir = sm_xasprintf("%s/%s/trees", base, r->id);
     free(base);
-    if (mkdirs(r->cache_dir) < 0) {
+    if (sm_mkdir_p(r->cache_dir, 0700, NULL) < 0) {
         free(r->cache_dir); /* no cache, no failure */
         r->cache_dir = NULL;
     }
