@@ -1292,21 +1292,31 @@ function importDialog(orgs) {
 
 const SCHEDULE_FIELDS = ['enabled', 'frequency', 'time', 'type', 'retention', 'keep_daily', 'keep_weekly', 'keep_monthly', 'verify', 'restore_test'];
 
-async function scheduleView(main, params) {
-  const pid = params.id;
+/* A project's sub-page (schedule, storage): its header with the tab and a
+ * way back, and a holder saying what loads. null when the project cannot be
+ * read (the error is shown). */
+async function projectPage(main, pid, tab, loading) {
   let p;
   try {
     p = await loadProject(pid);
   } catch (e) {
     setCrumbs([{ text: 'Projects', href: '#/projects' }, { text: pid }]);
     main.append(errorBox(e, 'Cannot open the project'));
-    return;
+    return null;
   }
-  const toolbar = projectHeader(main, p, 'schedule');
+  const toolbar = projectHeader(main, p, tab);
   toolbar.append(h('a', { class: 'btn', href: `#/projects/${encodeURIComponent(pid)}` }, 'Back to backups'));
-  const path = `/platform/projects/${encodeURIComponent(pid)}/backup-schedule`;
-  const holder = h('div', {}, h('p', { class: 'loading' }, 'Loading the schedule…'));
+  const holder = h('div', {}, h('p', { class: 'loading' }, loading));
   main.append(holder);
+  return { p, toolbar, holder };
+}
+
+async function scheduleView(main, params) {
+  const pid = params.id;
+  const page = await projectPage(main, pid, 'schedule', 'Loading the schedule…');
+  if (!page) return;
+  const { p, holder } = page;
+  const path = `/platform/projects/${encodeURIComponent(pid)}/backup-schedule`;
   let s;
   try {
     s = await api.get(path);
@@ -1535,19 +1545,11 @@ async function runStoreCheck(path, body, btn, box, id) {
 
 async function storageView(main, params) {
   const pid = params.id;
-  let p, doc;
+  let doc;
   const path = `/platform/projects/${encodeURIComponent(pid)}`;
-  try {
-    p = await loadProject(pid);
-  } catch (e) {
-    setCrumbs([{ text: 'Projects', href: '#/projects' }, { text: pid }]);
-    main.append(errorBox(e, 'Cannot open the project'));
-    return;
-  }
-  const toolbar = projectHeader(main, p, 'storage');
-  toolbar.append(h('a', { class: 'btn', href: `#/projects/${encodeURIComponent(pid)}` }, 'Back to backups'));
-  const holder = h('div', {}, h('p', { class: 'loading' }, 'Loading the storage settings…'));
-  main.append(holder);
+  const page = await projectPage(main, pid, 'storage', 'Loading the storage settings…');
+  if (!page) return;
+  const { p, holder } = page;
   try {
     doc = await api.get(path);
   } catch (e) {
